@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Set everything up and run every test: the C unit tests and the pytest
+# suite against a fresh SoftHSMv2 token, first with the normal build, then
+# with the ASan+UBSan build.
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+scripts/deps.sh
+
+start=$(date +%s)
+echo "== build (-Werror) and make check"
+scripts/build.sh _build --enable-werror
+make -C _build check -j2 PYTEST_ARGS="${PYTEST_ARGS:--q -rfE}"
+
+echo "== sanitizer build (ASan+UBSan) and make check"
+scripts/build.sh _build-asan --enable-werror --enable-sanitizers
+make -C _build-asan check -j2 PYTEST_ARGS="${PYTEST_ARGS:--q -rfE}"
+
+echo "== all tests passed in $(( $(date +%s) - start )) s"

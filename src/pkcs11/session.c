@@ -1,0 +1,173 @@
+/*
+ * The per-slot session pool (see session.h).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "pkcs11/log.h"
+#include "pkcs11/module.h"
+#include "pkcs11/names.h"
+#include "pkcs11/session.h"
+#include "pkcs11/slot.h"
+
+/* How long a thread waits for a session when the token's limit is
+ * reached before it gives up with CKR_SESSION_COUNT. */
+#define P11B_SESSION_WAIT_SEC 30
+
+CK_FUNCTION_LIST *p11b_session_fns(const struct p11b_session *sess)
+{
+    return sess->slot->mod->fns;
+}
+
+static CK_RV open_session(struct p11b_slot *s, CK_SESSION_HANDLE *out)
+{
+    CK_FUNCTION_LIST *f = s->mod->fns;
+    CK_RV rv;
+
+    rv = f->C_OpenSession(s->id, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL,
+                          NULL, out);
+    if (rv == CKR_TOKEN_WRITE_PROTECTED)
+        rv = f->C_OpenSession(s->id, CKF_SERIAL_SESSION, NULL, NULL, out);
+    P11B_LOG(2, "C_OpenSession(slot %lu) -> %s", s->id, p11b_rv_name(rv));
+    return rv;
+}
+
+static int wait_for_session(struct p11b_slot *s)
+{
+    struct timespec ts;
+
+    /* locked: s->lock */
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += P11B_SESSION_WAIT_SEC;
+    return pthread_cond_timedwait(&s->cond, &s->lock, &ts) != ETIMEDOUT;
+}
+
+/* A new session once the pool allowed it; returns it to the count on
+ * failure. */
+static CK_RV open_counted(struct p11b_slot *s, unsigned long gen,
+                          struct p11b_session *out)
+{
+    CK_SESSION_HANDLE h;
+    CK_RV rv = open_session(s, &h);
+
+    if (rv == CKR_OK) {
+        out->slot = s;
+        out->h = h;
+        out->gen = gen;
+        return CKR_OK;
+    }
+    pthread_mutex_lock(&s->lock);
+    if (gen == s->gen && s->nopen > 0) {
+        s->nopen--;
+        /* The token's real limit is lower than it said: learn it. */
+        if (rv == CKR_SESSION_COUNT && s->nopen > 0)
+            s->max_open = s->nopen;
+    }
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+    if (p11b_rv_is_token_gone(rv))
+        p11b_slot_invalidate(s);
+    return rv;
+}
+
+static CK_RV ensure_token(struct p11b_slot *s)
+{
+    int stale;
+
+    pthread_mutex_lock(&s->lock);
+    stale = s->token_stale;
+    pthread_mutex_unlock(&s->lock);
+    return stale ? p11b_slot_refresh(s) : CKR_OK;
+}
+
+CK_RV p11b_session_acquire(struct p11b_slot *s, struct p11b_session *out)
+{
+    char err[16];
+    unsigned long gen;
+    CK_RV rv;
+
+    rv = p11b_module_ensure(s->mod, err, sizeof(err));
+    if (rv == CKR_OK)
+        rv = ensure_token(s);
+    if (rv != CKR_OK)
+        return rv;
+
+    pthread_mutex_lock(&s->lock);
+    for (;;) {
+        if (!s->token_present) {
+            pthread_mutex_unlock(&s->lock);
+            return CKR_TOKEN_NOT_PRESENT;
+        }
+        if (s->nidle > 0) {
+            out->slot = s;
+            out->h = s->idle[--s->nidle];
+            out->gen = s->gen;
+            pthread_mutex_unlock(&s->lock);
+            return CKR_OK;
+        }
+        if (s->max_open == 0 || s->nopen < s->max_open)
+            break;
+        if (!wait_for_session(s)) {
+            pthread_mutex_unlock(&s->lock);
+            P11B_LOG(1, "slot %lu: no session free after %d s", s->id,
+                     P11B_SESSION_WAIT_SEC);
+            return CKR_SESSION_COUNT;
+        }
+    }
+    s->nopen++;
+    gen = s->gen;
+    pthread_mutex_unlock(&s->lock);
+    return open_counted(s, gen, out);
+}
+
+/* locked: s->lock. 1 if the session was taken back into the pool. */
+static int keep_idle(struct p11b_slot *s, CK_SESSION_HANDLE h)
+{
+    size_t cap = s->mod->cache_sessions;
+
+    if (s->nidle >= cap)
+        return 0;
+    if (s->idle == NULL) { /* once: no allocation per operation */
+        s->idle = calloc(cap, sizeof(*s->idle));
+        if (s->idle == NULL)
+            return 0;
+    }
+    s->idle[s->nidle++] = h;
+    return 1;
+}
+
+void p11b_session_release(struct p11b_session *sess)
+{
+    p11b_session_release_rv(sess, CKR_OK);
+}
+
+void p11b_session_release_rv(struct p11b_session *sess, CK_RV rv)
+{
+    struct p11b_slot *s = sess->slot;
+    int close_it = 0;
+
+    if (s == NULL)
+        return;
+    if (p11b_rv_is_token_gone(rv))
+        p11b_slot_invalidate(s);
+    pthread_mutex_lock(&s->lock);
+    if (sess->gen == s->gen) {
+        if (!keep_idle(s, sess->h)) {
+            close_it = 1;
+            s->nopen--;
+        }
+        pthread_cond_signal(&s->cond);
+    }
+    pthread_mutex_unlock(&s->lock);
+    /* A session of an older generation is dead or not ours (fork):
+     * forget it without a call. */
+    if (close_it && !p11b_module_exiting()) {
+        rv = s->mod->fns->C_CloseSession(sess->h);
+        P11B_LOG(2, "C_CloseSession(slot %lu) -> %s", s->id, p11b_rv_name(rv));
+    }
+    sess->slot = NULL;
+    sess->h = CK_INVALID_HANDLE;
+}

@@ -1,0 +1,402 @@
+/*
+ * Slots: token info, mechanism list, login state and invalidation.
+ * The session pool of a slot is in session.c.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/crypto.h> /* OPENSSL_cleanse only */
+
+#include "pkcs11/log.h"
+#include "pkcs11/module.h"
+#include "pkcs11/names.h"
+#include "pkcs11/object.h"
+#include "pkcs11/slot.h"
+
+struct p11b_slot *p11b_slot_new(struct p11b_module *mod, CK_SLOT_ID id)
+{
+    struct p11b_slot *s = calloc(1, sizeof(*s));
+
+    if (s == NULL)
+        return NULL;
+    s->mod = mod;
+    s->id = id;
+    s->token_stale = 1;
+    s->gen = 1;
+    s->login_session = CK_INVALID_HANDLE;
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->cond, NULL);
+    return s;
+}
+
+static void wipe_free(unsigned char **p, size_t *len)
+{
+    if (*p != NULL) {
+        OPENSSL_cleanse(*p, *len);
+        free(*p);
+    }
+    *p = NULL;
+    *len = 0;
+}
+
+void p11b_slot_free(struct p11b_slot *s)
+{
+    if (s == NULL)
+        return;
+    wipe_free(&s->cached_pin, &s->cached_pin_len);
+    wipe_free(&s->rejected_pin, &s->rejected_pin_len);
+    p11b_objcache_free(s->cache);
+    free(s->idle);
+    free(s->mechs);
+    pthread_cond_destroy(&s->cond);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}
+
+void p11b_slot_close(struct p11b_slot *s)
+{
+    CK_FUNCTION_LIST *f = s->mod->fns;
+    size_t i;
+
+    /* Module teardown: no other thread uses the slot any more. */
+    for (i = 0; i < s->nidle; i++)
+        f->C_CloseSession(s->idle[i]);
+    s->nidle = 0;
+    if (s->login_session != CK_INVALID_HANDLE) {
+        f->C_Logout(s->login_session);
+        f->C_CloseSession(s->login_session);
+        s->login_session = CK_INVALID_HANDLE;
+    }
+    s->logged_in = 0;
+}
+
+int p11b_rv_is_token_gone(CK_RV rv)
+{
+    switch (rv) {
+    case CKR_DEVICE_REMOVED:
+    case CKR_TOKEN_NOT_PRESENT:
+    case CKR_TOKEN_NOT_RECOGNIZED:
+    case CKR_SESSION_HANDLE_INVALID:
+    case CKR_SESSION_CLOSED:
+    case CKR_CRYPTOKI_NOT_INITIALIZED:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* locked: s->lock */
+static void forget_state(struct p11b_slot *s)
+{
+    s->gen++;
+    s->nidle = 0;
+    s->nopen = 0;
+    s->logged_in = 0;
+    s->login_busy = 0;
+    s->login_session = CK_INVALID_HANDLE;
+    s->token_stale = 1;
+    p11b_objcache_clear(s->cache);
+}
+
+void p11b_slot_invalidate(struct p11b_slot *s)
+{
+    pthread_mutex_lock(&s->lock);
+    P11B_LOG(1, "slot %lu: token state lost, sessions and handles dropped",
+             s->id);
+    forget_state(s);
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+}
+
+void p11b_slot_reset_after_fork(struct p11b_slot *s)
+{
+    /* The child owns no session of the parent's: drop them all, keep the
+     * cached PIN so the child can log in again by itself. */
+    pthread_mutex_lock(&s->lock);
+    forget_state(s);
+    pthread_mutex_unlock(&s->lock);
+}
+
+CK_RV p11b_slot_refresh(struct p11b_slot *s)
+{
+    CK_FUNCTION_LIST *f = s->mod->fns;
+    CK_SLOT_INFO si;
+    CK_TOKEN_INFO ti;
+    CK_RV rv;
+
+    rv = f->C_GetSlotInfo(s->id, &si);
+    P11B_LOG(2, "C_GetSlotInfo(slot %lu) -> %s", s->id, p11b_rv_name(rv));
+    if (rv != CKR_OK)
+        return rv;
+    rv = f->C_GetTokenInfo(s->id, &ti);
+    P11B_LOG(2, "C_GetTokenInfo(slot %lu) -> %s", s->id, p11b_rv_name(rv));
+
+    pthread_mutex_lock(&s->lock);
+    s->info = si;
+    if (rv == CKR_OK) {
+        if (s->token_present &&
+            memcmp(s->token.serialNumber, ti.serialNumber,
+                   sizeof(ti.serialNumber)) != 0)
+            forget_state(s); /* another token in the same slot */
+        s->token = ti;
+        s->token_present = 1;
+        s->token_stale = 0;
+        /* ulMaxSessionCount: CK_EFFECTIVELY_INFINITE (0) and
+         * CK_UNAVAILABLE_INFORMATION both mean "no known bound". */
+        if (ti.ulMaxSessionCount == CK_EFFECTIVELY_INFINITE ||
+            ti.ulMaxSessionCount == CK_UNAVAILABLE_INFORMATION)
+            s->max_open = 0;
+        else
+            s->max_open = ti.ulMaxSessionCount;
+    } else {
+        s->token_present = 0;
+        s->token_stale = 1;
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (rv == CKR_TOKEN_NOT_RECOGNIZED)
+        rv = CKR_TOKEN_NOT_PRESENT;
+    return rv;
+}
+
+CK_RV p11b_slot_token_info(struct p11b_slot *s, CK_TOKEN_INFO *out)
+{
+    int stale;
+    CK_RV rv = CKR_OK;
+
+    pthread_mutex_lock(&s->lock);
+    stale = s->token_stale;
+    pthread_mutex_unlock(&s->lock);
+    if (stale)
+        rv = p11b_slot_refresh(s);
+    if (rv != CKR_OK)
+        return rv;
+    pthread_mutex_lock(&s->lock);
+    *out = s->token;
+    pthread_mutex_unlock(&s->lock);
+    return CKR_OK;
+}
+
+static int cmp_mech(const void *a, const void *b)
+{
+    CK_MECHANISM_TYPE x = *(const CK_MECHANISM_TYPE *)a;
+    CK_MECHANISM_TYPE y = *(const CK_MECHANISM_TYPE *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+static void load_mechanisms(struct p11b_slot *s)
+{
+    CK_FUNCTION_LIST *f = s->mod->fns;
+    CK_MECHANISM_TYPE *list = NULL;
+    CK_ULONG n = 0;
+    CK_RV rv;
+
+    rv = f->C_GetMechanismList(s->id, NULL, &n);
+    if (rv == CKR_OK && n > 0) {
+        list = calloc(n, sizeof(*list));
+        if (list == NULL)
+            return;
+        rv = f->C_GetMechanismList(s->id, list, &n);
+    }
+    P11B_LOG(2, "C_GetMechanismList(slot %lu) -> %s, %lu mechanisms", s->id,
+             p11b_rv_name(rv), rv == CKR_OK ? n : 0UL);
+    if (rv != CKR_OK) {
+        free(list);
+        return;
+    }
+    if (list != NULL)
+        qsort(list, n, sizeof(*list), cmp_mech);
+    pthread_mutex_lock(&s->lock);
+    if (!s->mechs_loaded) {
+        s->mechs = list;
+        s->nmechs = n;
+        s->mechs_loaded = 1;
+        list = NULL;
+    }
+    pthread_mutex_unlock(&s->lock);
+    free(list);
+}
+
+int p11b_slot_has_mechanism(struct p11b_slot *s, CK_MECHANISM_TYPE mech)
+{
+    int loaded;
+
+    pthread_mutex_lock(&s->lock);
+    loaded = s->mechs_loaded;
+    pthread_mutex_unlock(&s->lock);
+    if (!loaded)
+        load_mechanisms(s);
+    /* Once loaded, the list is never replaced: read it without the lock. */
+    if (!s->mechs_loaded || s->nmechs == 0)
+        return 0;
+    return bsearch(&mech, s->mechs, s->nmechs, sizeof(mech), cmp_mech) != NULL;
+}
+
+CK_RV p11b_slot_mechanism_info(struct p11b_slot *s, CK_MECHANISM_TYPE mech,
+                               CK_MECHANISM_INFO *out)
+{
+    CK_RV rv = s->mod->fns->C_GetMechanismInfo(s->id, mech, out);
+
+    P11B_LOG(2, "C_GetMechanismInfo(slot %lu, %s) -> %s", s->id,
+             p11b_mech_name(mech), p11b_rv_name(rv));
+    return rv;
+}
+
+int p11b_slot_is_logged_in(struct p11b_slot *s)
+{
+    int in;
+
+    pthread_mutex_lock(&s->lock);
+    in = s->logged_in;
+    pthread_mutex_unlock(&s->lock);
+    return in;
+}
+
+int p11b_slot_has_cached_pin(struct p11b_slot *s)
+{
+    int has;
+
+    pthread_mutex_lock(&s->lock);
+    has = s->cached_pin != NULL;
+    pthread_mutex_unlock(&s->lock);
+    return has;
+}
+
+static int same_pin(const unsigned char *a, size_t alen,
+                    const unsigned char *b, size_t blen)
+{
+    return a != NULL && b != NULL && alen == blen &&
+           CRYPTO_memcmp(a, b, alen) == 0;
+}
+
+static void keep_copy(unsigned char **dst, size_t *dst_len,
+                      const unsigned char *pin, size_t len)
+{
+    wipe_free(dst, dst_len);
+    if (pin == NULL)
+        return;
+    *dst = malloc(len + 1);
+    if (*dst == NULL)
+        return;
+    memcpy(*dst, pin, len);
+    (*dst)[len] = '\0';
+    *dst_len = len;
+}
+
+/* Refuse before C_Login when the token says another failure locks it. */
+static CK_RV login_precheck(struct p11b_slot *s)
+{
+    CK_TOKEN_INFO ti;
+    CK_RV rv = p11b_slot_refresh(s);
+
+    if (rv != CKR_OK)
+        return rv;
+    pthread_mutex_lock(&s->lock);
+    ti = s->token;
+    pthread_mutex_unlock(&s->lock);
+    if (ti.flags & CKF_USER_PIN_LOCKED)
+        return CKR_PIN_LOCKED;
+    if (ti.flags & CKF_USER_PIN_FINAL_TRY)
+        return P11B_CKR_PIN_FINAL_TRY;
+    return CKR_OK;
+}
+
+static CK_RV do_login(struct p11b_slot *s, const unsigned char *pin,
+                      size_t pin_len, CK_SESSION_HANDLE *out)
+{
+    CK_FUNCTION_LIST *f = s->mod->fns;
+    CK_SESSION_HANDLE h;
+    CK_RV rv;
+
+    rv = f->C_OpenSession(s->id, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL,
+                          NULL, &h);
+    if (rv == CKR_TOKEN_WRITE_PROTECTED)
+        rv = f->C_OpenSession(s->id, CKF_SERIAL_SESSION, NULL, NULL, &h);
+    P11B_LOG(2, "C_OpenSession(slot %lu) for login -> %s", s->id,
+             p11b_rv_name(rv));
+    if (rv != CKR_OK)
+        return rv;
+    rv = f->C_Login(h, CKU_USER, (CK_UTF8CHAR *)pin, (CK_ULONG)pin_len);
+    P11B_LOG(2, "C_Login(slot %lu, CKU_USER) -> %s", s->id, p11b_rv_name(rv));
+    if (rv == CKR_USER_ALREADY_LOGGED_IN)
+        rv = CKR_OK;
+    if (rv != CKR_OK) {
+        f->C_CloseSession(h);
+        return rv;
+    }
+    *out = h;
+    return CKR_OK;
+}
+
+CK_RV p11b_slot_login(struct p11b_slot *s, const unsigned char *pin,
+                      size_t pin_len, int cache)
+{
+    CK_SESSION_HANDLE h = CK_INVALID_HANDLE;
+    unsigned long gen;
+    CK_RV rv;
+
+    pthread_mutex_lock(&s->lock);
+    while (s->login_busy)
+        pthread_cond_wait(&s->cond, &s->lock);
+    if (s->logged_in) {
+        pthread_mutex_unlock(&s->lock);
+        return CKR_OK;
+    }
+    if (same_pin(pin, pin_len, s->rejected_pin, s->rejected_pin_len)) {
+        pthread_mutex_unlock(&s->lock);
+        return P11B_CKR_PIN_NOT_RETRIED;
+    }
+    s->login_busy = 1;
+    gen = s->gen;
+    pthread_mutex_unlock(&s->lock);
+
+    rv = login_precheck(s);
+    if (rv == CKR_OK)
+        rv = do_login(s, pin, pin_len, &h);
+
+    pthread_mutex_lock(&s->lock);
+    s->login_busy = 0;
+    if (rv == CKR_OK && gen == s->gen) {
+        s->logged_in = 1;
+        s->login_session = h;
+        s->nopen++;
+        if (cache)
+            keep_copy(&s->cached_pin, &s->cached_pin_len, pin, pin_len);
+    } else if (rv == CKR_PIN_INCORRECT) {
+        keep_copy(&s->rejected_pin, &s->rejected_pin_len, pin, pin_len);
+        if (same_pin(pin, pin_len, s->cached_pin, s->cached_pin_len))
+            wipe_free(&s->cached_pin, &s->cached_pin_len);
+    }
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+    if (rv == CKR_OK && h != CK_INVALID_HANDLE && gen != s->gen) {
+        s->mod->fns->C_CloseSession(h); /* the slot was reset meanwhile */
+        rv = CKR_SESSION_HANDLE_INVALID;
+    }
+    return rv;
+}
+
+CK_RV p11b_slot_login_cached(struct p11b_slot *s)
+{
+    unsigned char *pin = NULL;
+    size_t len = 0;
+    CK_RV rv;
+
+    pthread_mutex_lock(&s->lock);
+    if (s->cached_pin != NULL) {
+        pin = malloc(s->cached_pin_len + 1);
+        if (pin != NULL) {
+            memcpy(pin, s->cached_pin, s->cached_pin_len);
+            len = s->cached_pin_len;
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (pin == NULL)
+        return CKR_USER_NOT_LOGGED_IN;
+    rv = p11b_slot_login(s, pin, len, 1);
+    wipe_free(&pin, &len);
+    return rv;
+}

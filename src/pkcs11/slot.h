@@ -1,0 +1,94 @@
+/*
+ * One slot of a module: its token info, mechanism list, session pool,
+ * login state and object cache.
+ *
+ * A slot's fields marked "locked: lock" change only under slot->lock. The
+ * generation counter `gen` is bumped whenever what we know about the token
+ * becomes invalid (token removed, session handles invalid, fork): sessions
+ * and object handles carry the generation they were made in and are
+ * dropped, without Cryptoki calls, when it no longer matches.
+ */
+#ifndef P11B_SLOT_H
+#define P11B_SLOT_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include "pkcs11/p11.h"
+
+struct p11b_module;
+struct p11b_objcache;
+
+struct p11b_slot {
+    struct p11b_module *mod;
+    CK_SLOT_ID id;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;        /* a session came back / login finished    */
+
+    /* locked: lock */
+    CK_SLOT_INFO info;
+    CK_TOKEN_INFO token;
+    int token_present;
+    int token_stale;            /* refresh token info before the next use  */
+    unsigned long gen;
+
+    CK_MECHANISM_TYPE *mechs;   /* sorted; loaded once per generation      */
+    CK_ULONG nmechs;
+    int mechs_loaded;
+
+    CK_SESSION_HANDLE *idle;    /* idle sessions of generation `gen`       */
+    size_t nidle;
+    size_t nopen;               /* sessions handed out or idle             */
+    size_t max_open;            /* from ulMaxSessionCount, 0 = unlimited   */
+
+    int logged_in;
+    int login_busy;             /* one thread is in C_Login                */
+    CK_SESSION_HANDLE login_session; /* kept open so the login lasts       */
+    unsigned char *cached_pin;  /* when PIN caching is on; wiped on free   */
+    size_t cached_pin_len;
+    unsigned char *rejected_pin; /* the PIN the token refused: never again */
+    size_t rejected_pin_len;
+
+    struct p11b_objcache *cache;
+};
+
+struct p11b_slot *p11b_slot_new(struct p11b_module *mod, CK_SLOT_ID id);
+/* Frees memory only; Cryptoki calls are made by p11b_slot_close first. */
+void p11b_slot_free(struct p11b_slot *slot);
+/* Close every idle session and the login session (not at exit). */
+void p11b_slot_close(struct p11b_slot *slot);
+
+/* Reread slot and token info (C_GetSlotInfo, C_GetTokenInfo). */
+CK_RV p11b_slot_refresh(struct p11b_slot *slot);
+/* Copy of the token info, refreshed first if it is stale. */
+CK_RV p11b_slot_token_info(struct p11b_slot *slot, CK_TOKEN_INFO *out);
+
+/* Forget sessions, login and cached objects because the token said they
+ * are gone (CKR_DEVICE_REMOVED, CKR_SESSION_HANDLE_INVALID, ...). */
+void p11b_slot_invalidate(struct p11b_slot *slot);
+/* The same after fork, without Cryptoki calls and without the lock
+ * (the child is single-threaded at that point). */
+void p11b_slot_reset_after_fork(struct p11b_slot *slot);
+/* 1 if rv means the token or our sessions went away. */
+int p11b_rv_is_token_gone(CK_RV rv);
+
+/* Mechanisms: 1 if the token has it (list cached once per generation). */
+int p11b_slot_has_mechanism(struct p11b_slot *slot, CK_MECHANISM_TYPE mech);
+CK_RV p11b_slot_mechanism_info(struct p11b_slot *slot, CK_MECHANISM_TYPE mech,
+                               CK_MECHANISM_INFO *out);
+
+/* Login state. */
+int p11b_slot_is_logged_in(struct p11b_slot *slot);
+/* Refuse to log in when the token says the PIN is locked or at its final
+ * try; otherwise C_Login(CKU_USER) once with this PIN. A PIN the token
+ * rejected is remembered and never presented again in this process
+ * (CKR_PIN_INCORRECT is returned without a Cryptoki call). With cache set,
+ * a PIN that worked is kept (wiped on free) for re-login after fork or
+ * token removal. */
+CK_RV p11b_slot_login(struct p11b_slot *slot, const unsigned char *pin,
+                      size_t pin_len, int cache);
+/* Log in again with the cached PIN; CKR_PIN_LEN_RANGE-like failure
+ * CKR_USER_NOT_LOGGED_IN when none is cached. */
+CK_RV p11b_slot_login_cached(struct p11b_slot *slot);
+int p11b_slot_has_cached_pin(struct p11b_slot *slot);
+
+#endif

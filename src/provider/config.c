@@ -1,0 +1,325 @@
+/*
+ * Provider configuration: the pkcs11-module-* keys of the provider's
+ * section in openssl.cnf, and the environment that overrides them.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/conf.h>
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/params.h>
+
+#include "provider/errors.h"
+#include "provider/provider.h"
+
+#define MAX_PIN_FILE 1024
+
+static const char *const known_keys[] = {
+    P11B_CFG_MODULE_PATH, P11B_CFG_INIT_ARGS,      P11B_CFG_TOKEN_PIN,
+    P11B_CFG_LOAD_BEHAVIOR, P11B_CFG_LOGIN_BEHAVIOR, P11B_CFG_CACHE_PINS,
+    P11B_CFG_CACHE_SESSIONS, P11B_CFG_ALLOW_EXPORT, P11B_CFG_QUIRKS,
+    P11B_CFG_BLOCK_OPS,
+};
+
+/* Keys OpenSSL's own provider configuration uses. */
+static const char *const openssl_keys[] = {
+    "module", "activate", "identity", "soft_load",
+};
+
+struct word_flag {
+    const char *word;
+    unsigned int flag;
+};
+
+static const struct word_flag quirk_words[] = {
+    { "no-deinit", P11B_QUIRK_NO_DEINIT },
+    { "no-login-check", P11B_QUIRK_NO_LOGIN_CHECK },
+};
+
+static const struct word_flag block_words[] = {
+    { "signature", P11B_BLOCK_SIGNATURE },
+    { "asym-cipher", P11B_BLOCK_ASYM_CIPHER },
+    { "keyexch", P11B_BLOCK_KEYEXCH },
+    { "encoder", P11B_BLOCK_ENCODER },
+    { "store", P11B_BLOCK_STORE },
+};
+
+void p11b_config_clear(struct p11b_config *cfg)
+{
+    free(cfg->module_path);
+    free(cfg->init_args);
+    if (cfg->pin != NULL)
+        OPENSSL_clear_free(cfg->pin, cfg->pin_len);
+    memset(cfg, 0, sizeof(*cfg));
+}
+
+static int bad_value(struct p11b_prov *prov, const char *key, const char *why)
+{
+    /* The value is not echoed: it may be a PIN. */
+    P11B_RAISE(prov, P11B_R_CONFIG, "%s: %s", key, why);
+    return 0;
+}
+
+/* Read a PIN file: its first line, without the line end. */
+static int read_pin_file(struct p11b_prov *prov, const char *key,
+                         const char *path, unsigned char **out,
+                         size_t *out_len)
+{
+    unsigned char *buf;
+    size_t n;
+    FILE *f = fopen(path, "re");
+
+    if (f == NULL) {
+        P11B_RAISE(prov, P11B_R_CONFIG, "%s: cannot open PIN file %s: %s", key,
+                   path, strerror(errno));
+        return 0;
+    }
+    buf = OPENSSL_secure_zalloc(MAX_PIN_FILE + 1);
+    if (buf == NULL) {
+        fclose(f);
+        return 0;
+    }
+    n = fread(buf, 1, MAX_PIN_FILE, f);
+    fclose(f);
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        n--;
+    if (memchr(buf, '\n', n) != NULL)
+        n = (size_t)((unsigned char *)memchr(buf, '\n', n) - buf);
+    *out = OPENSSL_memdup(buf, n + 1);
+    OPENSSL_secure_clear_free(buf, MAX_PIN_FILE + 1);
+    if (*out == NULL)
+        return 0;
+    (*out)[n] = '\0';
+    *out_len = n;
+    return 1;
+}
+
+/* Literal PIN or file:PATH, shared with the URI's pin-source. */
+int p11b_config_read_pin(struct p11b_prov *prov, const char *key,
+                         const char *value, unsigned char **out,
+                         size_t *out_len)
+{
+    size_t len;
+
+    if (strncmp(value, "file:", 5) == 0)
+        return read_pin_file(prov, key, value + 5, out, out_len);
+    len = strlen(value);
+    *out = OPENSSL_memdup(value, len + 1);
+    if (*out == NULL)
+        return 0;
+    *out_len = len;
+    return 1;
+}
+
+static int parse_words(struct p11b_prov *prov, const char *key,
+                       const char *value, const struct word_flag *words,
+                       size_t nwords, unsigned int *out)
+{
+    const char *p = value;
+    size_t len, i;
+
+    *out = 0;
+    while (*p != '\0') {
+        p += strspn(p, " \t,");
+        len = strcspn(p, " \t,");
+        if (len == 0)
+            break;
+        for (i = 0; i < nwords; i++) {
+            if (strlen(words[i].word) == len &&
+                strncmp(words[i].word, p, len) == 0)
+                break;
+        }
+        if (i == nwords) {
+            P11B_RAISE(prov, P11B_R_CONFIG, "%s: unknown word '%.*s'", key,
+                       (int)len, p);
+            return 0;
+        }
+        *out |= words[i].flag;
+        p += len;
+    }
+    return 1;
+}
+
+static int parse_number(const char *s, unsigned long max, size_t *out)
+{
+    char *end;
+    unsigned long v;
+
+    if (*s < '0' || *s > '9')
+        return 0;
+    errno = 0;
+    v = strtoul(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v > max)
+        return 0;
+    *out = v;
+    return 1;
+}
+
+struct raw_config {
+    const char *values[P11B_NELEM(known_keys)];
+};
+
+static int apply_choices(struct p11b_prov *prov, const struct raw_config *raw)
+{
+    struct p11b_config *c = &prov->cfg;
+    const char *v;
+    size_t n;
+
+    v = raw->values[3];
+    if (v != NULL && strcmp(v, "early") == 0)
+        c->load_early = 1;
+    else if (v != NULL && strcmp(v, "lazy") != 0)
+        return bad_value(prov, P11B_CFG_LOAD_BEHAVIOR, "must be early or lazy");
+    v = raw->values[4];
+    if (v == NULL || strcmp(v, "auto") == 0)
+        c->login = P11B_LOGIN_AUTO;
+    else if (strcmp(v, "always") == 0)
+        c->login = P11B_LOGIN_ALWAYS;
+    else if (strcmp(v, "never") == 0)
+        c->login = P11B_LOGIN_NEVER;
+    else
+        return bad_value(prov, P11B_CFG_LOGIN_BEHAVIOR,
+                         "must be auto, always or never");
+    v = raw->values[5];
+    if (v != NULL && strcmp(v, "cache") == 0)
+        c->cache_pins = 1;
+    else if (v != NULL && strcmp(v, "none") != 0)
+        return bad_value(prov, P11B_CFG_CACHE_PINS, "must be cache or none");
+    v = raw->values[6];
+    if (v != NULL && !parse_number(v, 4096, &c->cache_sessions))
+        return bad_value(prov, P11B_CFG_CACHE_SESSIONS,
+                         "must be a number from 0 to 4096");
+    v = raw->values[7];
+    if (v != NULL && !parse_number(v, 1, &n))
+        return bad_value(prov, P11B_CFG_ALLOW_EXPORT, "must be 0 or 1");
+    c->deny_export = v != NULL && n == 1;
+    return 1;
+}
+
+static int apply_config(struct p11b_prov *prov, const struct raw_config *raw)
+{
+    struct p11b_config *c = &prov->cfg;
+    const char *env = secure_getenv("PKCS11_PROVIDER_MODULE");
+    const char *path = raw->values[0];
+
+    c->cache_sessions = 16;
+    if (env != NULL && env[0] != '\0')
+        path = env;
+    if (path == NULL || path[0] == '\0')
+        path = P11B_DEFAULT_MODULE;
+    c->module_path = strdup(path);
+    if (raw->values[1] != NULL)
+        c->init_args = strdup(raw->values[1]);
+    if (c->module_path == NULL || (raw->values[1] && c->init_args == NULL))
+        return 0;
+    if (raw->values[2] != NULL &&
+        !p11b_config_read_pin(prov, P11B_CFG_TOKEN_PIN, raw->values[2],
+                              &c->pin, &c->pin_len))
+        return 0;
+    if (!apply_choices(prov, raw))
+        return 0;
+    if (raw->values[8] != NULL &&
+        !parse_words(prov, P11B_CFG_QUIRKS, raw->values[8], quirk_words,
+                     P11B_NELEM(quirk_words), &c->quirks))
+        return 0;
+    if (raw->values[9] != NULL &&
+        !parse_words(prov, P11B_CFG_BLOCK_OPS, raw->values[9], block_words,
+                     P11B_NELEM(block_words), &c->blocked))
+        return 0;
+    return 1;
+}
+
+static int is_known(const char *key)
+{
+    size_t i;
+
+    for (i = 0; i < P11B_NELEM(known_keys); i++) {
+        if (strcmp(key, known_keys[i]) == 0)
+            return 1;
+    }
+    for (i = 0; i < P11B_NELEM(openssl_keys); i++) {
+        if (strcmp(key, openssl_keys[i]) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/*
+ * The core hands out config values by name only, so a misspelt key would
+ * go unnoticed. Read the provider's section from the configuration file
+ * OpenSSL loaded by default (OPENSSL_CONF or the built-in path) and refuse
+ * keys nobody knows. When the application loaded another file, the section
+ * is not found there and nothing is checked.
+ */
+static int check_unknown_keys(struct p11b_prov *prov, const char *prov_name)
+{
+    STACK_OF(CONF_VALUE) *sect;
+    const char *sname, *pname;
+    char *file, *bad = NULL, *bad_sect = NULL;
+    CONF *conf;
+    long eline = 0;
+    int i;
+
+    ERR_set_mark();
+    file = CONF_get1_default_config_file();
+    conf = NCONF_new(NULL);
+    if (file == NULL || conf == NULL || NCONF_load(conf, file, &eline) <= 0)
+        goto done;
+    sname = NCONF_get_string(conf, NULL, "openssl_conf");
+    pname = sname ? NCONF_get_string(conf, sname, "providers") : NULL;
+    sname = pname ? NCONF_get_string(conf, pname, prov_name) : NULL;
+    sect = sname ? NCONF_get_section(conf, sname) : NULL;
+    for (i = 0; sect != NULL && i < sk_CONF_VALUE_num(sect); i++) {
+        CONF_VALUE *cv = sk_CONF_VALUE_value(sect, i);
+
+        if (!is_known(cv->name)) {
+            bad = OPENSSL_strdup(cv->name);
+            bad_sect = OPENSSL_strdup(sname);
+            break;
+        }
+    }
+done:
+    ERR_pop_to_mark(); /* a file we could not read is not our error */
+    NCONF_free(conf);
+    OPENSSL_free(file);
+    if (bad == NULL)
+        return 1;
+    P11B_RAISE(prov, P11B_R_CONFIG, "unknown key '%s' in [%s]", bad,
+               bad_sect != NULL ? bad_sect : "?");
+    OPENSSL_free(bad);
+    OPENSSL_free(bad_sect);
+    return 0;
+}
+
+int p11b_config_load(struct p11b_prov *prov)
+{
+    struct raw_config raw;
+    OSSL_PARAM params[P11B_NELEM(known_keys) + 2];
+    const char *prov_name = NULL;
+    size_t i;
+
+    memset(&raw, 0, sizeof(raw));
+    for (i = 0; i < P11B_NELEM(known_keys); i++)
+        params[i] = OSSL_PARAM_construct_utf8_ptr(
+            known_keys[i], (char **)&raw.values[i], 0);
+    params[i++] = OSSL_PARAM_construct_utf8_ptr(
+        OSSL_PROV_PARAM_CORE_PROV_NAME, (char **)&prov_name, 0);
+    params[i] = OSSL_PARAM_construct_end();
+    if (!prov->core_get_params(prov->handle, params)) {
+        P11B_RAISE(prov, P11B_R_CONFIG, "cannot read the configuration");
+        return 0;
+    }
+    if (prov_name != NULL && !check_unknown_keys(prov, prov_name))
+        return 0;
+    if (!apply_config(prov, &raw)) {
+        p11b_config_clear(&prov->cfg);
+        return 0;
+    }
+    return 1;
+}

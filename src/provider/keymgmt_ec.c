@@ -1,0 +1,87 @@
+/*
+ * Key management for EC token keys (every named curve the token has).
+ */
+#include "config.h"
+
+#include <string.h>
+
+#include <openssl/core_dispatch.h>
+#include <openssl/core_names.h>
+#include <openssl/params.h>
+
+#include "provider/keymgmt.h"
+
+static OSSL_FUNC_keymgmt_new_fn ec_new;
+static OSSL_FUNC_keymgmt_load_fn ec_load;
+static OSSL_FUNC_keymgmt_gettable_params_fn ec_gettable_params;
+static OSSL_FUNC_keymgmt_import_types_fn ec_io_types;
+static OSSL_FUNC_keymgmt_query_operation_name_fn ec_query_operation_name;
+
+static void *ec_new(void *provctx)
+{
+    return p11b_km_new(provctx, P11B_FAMILY_EC);
+}
+
+static void *ec_load(const void *reference, size_t reference_sz)
+{
+    return p11b_km_load(reference, reference_sz, P11B_FAMILY_EC);
+}
+
+static const OSSL_PARAM ec_gettable[] = {
+    OSSL_PARAM_int(OSSL_PKEY_PARAM_BITS, NULL),
+    OSSL_PARAM_int(OSSL_PKEY_PARAM_SECURITY_BITS, NULL),
+    OSSL_PARAM_int(OSSL_PKEY_PARAM_MAX_SIZE, NULL),
+    OSSL_PARAM_utf8_string(OSSL_PKEY_PARAM_DEFAULT_DIGEST, NULL, 0),
+    OSSL_PARAM_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, NULL, 0),
+    OSSL_PARAM_octet_string(OSSL_PKEY_PARAM_PUB_KEY, NULL, 0),
+    OSSL_PARAM_octet_string(OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, NULL, 0),
+    OSSL_PARAM_END
+};
+
+static const OSSL_PARAM *ec_gettable_params(void *provctx)
+{
+    (void)provctx;
+    return ec_gettable;
+}
+
+/* Import and export carry the public parts only, the group by name. */
+static const OSSL_PARAM ec_io[] = {
+    OSSL_PARAM_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, NULL, 0),
+    OSSL_PARAM_octet_string(OSSL_PKEY_PARAM_PUB_KEY, NULL, 0),
+    OSSL_PARAM_END
+};
+
+static const OSSL_PARAM *ec_io_types(int selection)
+{
+    (void)selection;
+    return ec_io;
+}
+
+static const char *ec_query_operation_name(int operation_id)
+{
+    switch (operation_id) {
+    case OSSL_OP_SIGNATURE:
+        return "ECDSA";
+    case OSSL_OP_KEYEXCH:
+        return "ECDH";
+    default:
+        return "EC";
+    }
+}
+
+const OSSL_DISPATCH p11b_ec_keymgmt_functions[] = {
+    { OSSL_FUNC_KEYMGMT_NEW, (void (*)(void))ec_new },
+    { OSSL_FUNC_KEYMGMT_FREE, (void (*)(void))p11b_km_free },
+    { OSSL_FUNC_KEYMGMT_LOAD, (void (*)(void))ec_load },
+    { OSSL_FUNC_KEYMGMT_GET_PARAMS, (void (*)(void))p11b_km_get_params },
+    { OSSL_FUNC_KEYMGMT_GETTABLE_PARAMS, (void (*)(void))ec_gettable_params },
+    { OSSL_FUNC_KEYMGMT_QUERY_OPERATION_NAME,
+      (void (*)(void))ec_query_operation_name },
+    { OSSL_FUNC_KEYMGMT_HAS, (void (*)(void))p11b_km_has },
+    { OSSL_FUNC_KEYMGMT_MATCH, (void (*)(void))p11b_km_match },
+    { OSSL_FUNC_KEYMGMT_IMPORT, (void (*)(void))p11b_km_import },
+    { OSSL_FUNC_KEYMGMT_IMPORT_TYPES, (void (*)(void))ec_io_types },
+    { OSSL_FUNC_KEYMGMT_EXPORT, (void (*)(void))p11b_km_export },
+    { OSSL_FUNC_KEYMGMT_EXPORT_TYPES, (void (*)(void))ec_io_types },
+    { 0, NULL }
+};

@@ -1,0 +1,410 @@
+/*
+ * OSSL_provider_init, teardown, provider params, and the glue between the
+ * provider and the token layer that every operation shares: module
+ * readiness, slot matching and login.
+ */
+#include "config.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/crypto.h>
+#include <openssl/params.h>
+#include <openssl/provider.h>
+
+#include "pkcs11/log.h"
+#include "pkcs11/module.h"
+#include "pkcs11/names.h"
+#include "pkcs11/slot.h"
+#include "pkcs11/uri.h"
+#include "provider/errors.h"
+#include "provider/provider.h"
+
+#define P11B_MAX_PIN 256
+
+
+static OSSL_FUNC_provider_teardown_fn prov_teardown;
+static OSSL_FUNC_provider_gettable_params_fn prov_gettable_params;
+static OSSL_FUNC_provider_get_params_fn prov_get_params;
+static OSSL_FUNC_provider_query_operation_fn prov_query_operation;
+static OSSL_FUNC_provider_get_reason_strings_fn prov_get_reason_strings;
+
+/* ---- module and slots ---------------------------------------------- */
+
+int p11b_prov_module_ready(struct p11b_prov *prov)
+{
+    char err[512];
+    CK_RV rv = p11b_module_ensure(prov->mod, err, sizeof(err));
+
+    if (rv == CKR_OK)
+        return 1;
+    if (prov->mod->state == P11B_MOD_FAILED)
+        P11B_RAISE(prov, P11B_R_MODULE_LOAD, "%s", err);
+    else
+        P11B_RAISE_RV(prov, P11B_R_MODULE_INIT, rv, "C_Initialize(%s)",
+                      prov->cfg.module_path);
+    return 0;
+}
+
+static int slot_matches(struct p11b_slot *s, const struct p11b_uri *uri)
+{
+    CK_TOKEN_INFO ti;
+    CK_SLOT_INFO si;
+
+    if (p11b_slot_token_info(s, &ti) != CKR_OK)
+        return 0; /* no token in it now */
+    if (!(ti.flags & CKF_TOKEN_INITIALIZED))
+        return 0; /* a blank token holds nothing to find */
+    pthread_mutex_lock(&s->lock);
+    si = s->info;
+    pthread_mutex_unlock(&s->lock);
+    return p11b_uri_match_library(uri, &s->mod->info) &&
+           p11b_uri_match_slot(uri, s->id, &si) &&
+           p11b_uri_match_token(uri, &ti);
+}
+
+int p11b_prov_match_slots(struct p11b_prov *prov, const struct p11b_uri *uri,
+                          struct p11b_slot ***out, size_t *out_n)
+{
+    struct p11b_slot **all, **hits = NULL;
+    size_t n, i, k = 0;
+    int pass;
+    CK_RV rv;
+
+    if (!p11b_prov_module_ready(prov))
+        return 0;
+    for (pass = 0; pass < 2 && k == 0; pass++) {
+        /* The second pass rescans: a token may have been inserted. */
+        rv = p11b_module_slots(prov->mod, pass, &all, &n);
+        if (rv != CKR_OK) {
+            P11B_RAISE_RV(prov, P11B_R_MODULE_INIT, rv, "C_GetSlotList(%s)",
+                          prov->cfg.module_path);
+            return 0;
+        }
+        hits = all; /* our own copy: keep the matching ones in place */
+        for (i = 0; i < n; i++) {
+            if (slot_matches(all[i], uri))
+                hits[k++] = all[i];
+        }
+        if (k == 0)
+            free(hits);
+    }
+    if (k == 0) {
+        char *u = p11b_uri_format(uri, P11B_URI_FMT_NO_QUERY);
+
+        P11B_RAISE(prov, P11B_R_TOKEN_NOT_FOUND, "%s (module %s)",
+                   u != NULL ? u : "pkcs11:", prov->cfg.module_path);
+        free(u);
+        return 0;
+    }
+    *out = hits;
+    *out_n = k;
+    return 1;
+}
+
+/* ---- login ----------------------------------------------------------- */
+
+static void label_of(struct p11b_slot *s, char *buf, size_t len)
+{
+    size_t n;
+
+    pthread_mutex_lock(&s->lock);
+    n = sizeof(s->token.label);
+    memcpy(buf, s->token.label, n < len ? n : len - 1);
+    pthread_mutex_unlock(&s->lock);
+    n = n < len ? n : len - 1;
+    while (n > 0 && buf[n - 1] == ' ')
+        n--;
+    buf[n] = '\0';
+}
+
+static int pin_from_callback(struct p11b_slot *s, OSSL_PASSPHRASE_CALLBACK *cb,
+                             void *cbarg, unsigned char **out, size_t *out_len)
+{
+    char label[40], info[80];
+    OSSL_PARAM params[2];
+    char *buf;
+    size_t len = 0;
+
+    label_of(s, label, sizeof(label));
+    snprintf(info, sizeof(info), "PIN for token '%s'", label);
+    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_PASSPHRASE_PARAM_INFO,
+                                                 info, 0);
+    params[1] = OSSL_PARAM_construct_end();
+    buf = OPENSSL_zalloc(P11B_MAX_PIN + 1);
+    if (buf == NULL)
+        return 0;
+    if (!cb(buf, P11B_MAX_PIN, &len, params, cbarg) || len > P11B_MAX_PIN) {
+        OPENSSL_clear_free(buf, P11B_MAX_PIN + 1);
+        return 0;
+    }
+    *out = (unsigned char *)buf;
+    *out_len = len;
+    return 1;
+}
+
+struct pin_choice {
+    unsigned char *pin; /* owned, wiped */
+    size_t len;
+    int cache;
+    const char *source;
+};
+
+static int choose_pin(struct p11b_prov *prov, struct p11b_slot *s,
+                      const struct p11b_uri *uri, struct pin_choice *pc)
+{
+    pc->cache = prov->cfg.cache_pins;
+    if (uri != NULL && uri->pin_value.present) {
+        pc->source = "the URI's pin-value";
+        pc->pin = OPENSSL_memdup(uri->pin_value.data, uri->pin_value.len + 1);
+        pc->len = uri->pin_value.len;
+        return pc->pin != NULL;
+    }
+    if (uri != NULL && uri->pin_source.present) {
+        const char *src = (const char *)uri->pin_source.data;
+        char path[4096];
+
+        pc->source = "the URI's pin-source";
+        /* pin-source is a file name or a file: URI. */
+        snprintf(path, sizeof(path), "%s%s",
+                 strncmp(src, "file:", 5) == 0 ? "" : "file:", src);
+        return p11b_config_read_pin(prov, "pin-source", path, &pc->pin,
+                                    &pc->len);
+    }
+    if (prov->cfg.pin != NULL) {
+        pc->source = "the configured PIN";
+        pc->pin = OPENSSL_memdup(prov->cfg.pin, prov->cfg.pin_len + 1);
+        pc->len = prov->cfg.pin_len;
+        pc->cache = 0; /* always at hand */
+        return pc->pin != NULL;
+    }
+    (void)s;
+    return 1;
+}
+
+static int report_login(struct p11b_prov *prov, struct p11b_slot *s, CK_RV rv,
+                        const char *source)
+{
+    char label[40];
+
+    label_of(s, label, sizeof(label));
+    P11B_RAISE_RV(prov, P11B_R_LOGIN, rv,
+                  "C_Login on slot %lu (token '%s') with %s", s->id, label,
+                  source);
+    return 0;
+}
+
+static int login_with_callback(struct p11b_prov *prov, struct p11b_slot *s,
+                               OSSL_PASSPHRASE_CALLBACK *cb, void *cbarg)
+{
+    struct pin_choice pc = { NULL, 0, 1, "the application's PIN prompt" };
+    CK_TOKEN_INFO ti;
+    char label[40];
+    CK_RV rv;
+
+    if (p11b_slot_token_info(s, &ti) == CKR_OK &&
+        (ti.flags & CKF_PROTECTED_AUTHENTICATION_PATH)) {
+        rv = p11b_slot_login(s, NULL, 0, 0); /* PIN pad on the reader */
+        return rv == CKR_OK ? 1 : report_login(prov, s, rv, "the PIN pad");
+    }
+    if (cb == NULL || !pin_from_callback(s, cb, cbarg, &pc.pin, &pc.len)) {
+        label_of(s, label, sizeof(label));
+        P11B_RAISE(prov, P11B_R_PIN_MISSING,
+                   "token '%s' (slot %lu) needs a login: give a PIN in the "
+                   "URI, in %s, or at the prompt",
+                   label, s->id, P11B_CFG_TOKEN_PIN);
+        return 0;
+    }
+    /* A prompted PIN is kept: forked children cannot ask again. */
+    rv = p11b_slot_login(s, pc.pin, pc.len, 1);
+    OPENSSL_clear_free(pc.pin, pc.len + 1);
+    return rv == CKR_OK ? 1 : report_login(prov, s, rv, pc.source);
+}
+
+int p11b_prov_pin_at_hand(struct p11b_prov *prov, struct p11b_slot *s,
+                          const struct p11b_uri *uri)
+{
+    return (uri != NULL &&
+            (uri->pin_value.present || uri->pin_source.present)) ||
+           prov->cfg.pin != NULL || p11b_slot_has_cached_pin(s);
+}
+
+int p11b_prov_login(struct p11b_prov *prov, struct p11b_slot *s,
+                    const struct p11b_uri *uri, OSSL_PASSPHRASE_CALLBACK *cb,
+                    void *cbarg)
+{
+    struct pin_choice pc = { NULL, 0, 0, NULL };
+    CK_RV rv;
+
+    if (p11b_slot_is_logged_in(s))
+        return 1;
+    if (!choose_pin(prov, s, uri, &pc))
+        return 0;
+    if (pc.pin != NULL) {
+        rv = p11b_slot_login(s, pc.pin, pc.len, pc.cache);
+        OPENSSL_clear_free(pc.pin, pc.len + 1);
+        return rv == CKR_OK ? 1 : report_login(prov, s, rv, pc.source);
+    }
+    if (p11b_slot_has_cached_pin(s)) {
+        rv = p11b_slot_login_cached(s);
+        if (rv == CKR_OK)
+            return 1;
+        if (rv != CKR_USER_NOT_LOGGED_IN)
+            return report_login(prov, s, rv, "the cached PIN");
+    }
+    return login_with_callback(prov, s, cb, cbarg);
+}
+
+/* ---- provider entry points ------------------------------------------ */
+
+static const OSSL_PARAM prov_param_types[] = {
+    OSSL_PARAM_DEFN(OSSL_PROV_PARAM_NAME, OSSL_PARAM_UTF8_PTR, NULL, 0),
+    OSSL_PARAM_DEFN(OSSL_PROV_PARAM_VERSION, OSSL_PARAM_UTF8_PTR, NULL, 0),
+    OSSL_PARAM_DEFN(OSSL_PROV_PARAM_BUILDINFO, OSSL_PARAM_UTF8_PTR, NULL, 0),
+    OSSL_PARAM_DEFN(OSSL_PROV_PARAM_STATUS, OSSL_PARAM_INTEGER, NULL, 0),
+    OSSL_PARAM_END
+};
+
+static const OSSL_PARAM *prov_gettable_params(void *provctx)
+{
+    (void)provctx;
+    return prov_param_types;
+}
+
+static int prov_get_params(void *provctx, OSSL_PARAM params[])
+{
+    OSSL_PARAM *p;
+
+    (void)provctx;
+    p = OSSL_PARAM_locate(params, OSSL_PROV_PARAM_NAME);
+    if (p != NULL && !OSSL_PARAM_set_utf8_ptr(p, P11B_PROV_NAME))
+        return 0;
+    p = OSSL_PARAM_locate(params, OSSL_PROV_PARAM_VERSION);
+    if (p != NULL && !OSSL_PARAM_set_utf8_ptr(p, PACKAGE_VERSION))
+        return 0;
+    p = OSSL_PARAM_locate(params, OSSL_PROV_PARAM_BUILDINFO);
+    if (p != NULL && !OSSL_PARAM_set_utf8_ptr(p, PACKAGE_STRING
+                                              " built with " OPENSSL_VERSION_TEXT))
+        return 0;
+    p = OSSL_PARAM_locate(params, OSSL_PROV_PARAM_STATUS);
+    if (p != NULL && !OSSL_PARAM_set_int(p, 1))
+        return 0;
+    return 1;
+}
+
+static const OSSL_ALGORITHM *prov_query_operation(void *provctx, int op,
+                                                  int *no_cache)
+{
+    *no_cache = 0;
+    return p11b_algorithms(provctx, op);
+}
+
+static const OSSL_ITEM *prov_get_reason_strings(void *provctx)
+{
+    (void)provctx;
+    return p11b_reason_strings();
+}
+
+static void prov_free(struct p11b_prov *prov)
+{
+    if (prov == NULL)
+        return;
+    if (prov->mod != NULL && (prov->cfg.quirks & P11B_QUIRK_NO_DEINIT))
+        prov->mod->owns_init = 0;
+    p11b_module_put(prov->mod);
+    p11b_config_clear(&prov->cfg);
+    OSSL_LIB_CTX_free(prov->libctx);
+    OPENSSL_free(prov);
+}
+
+static void prov_teardown(void *provctx)
+{
+    P11B_LOG(2, "provider teardown%s",
+             p11b_module_exiting() ? " at process exit" : "");
+    prov_free(provctx);
+}
+
+static const OSSL_DISPATCH prov_functions[] = {
+    { OSSL_FUNC_PROVIDER_TEARDOWN, (void (*)(void))prov_teardown },
+    { OSSL_FUNC_PROVIDER_GETTABLE_PARAMS,
+      (void (*)(void))prov_gettable_params },
+    { OSSL_FUNC_PROVIDER_GET_PARAMS, (void (*)(void))prov_get_params },
+    { OSSL_FUNC_PROVIDER_QUERY_OPERATION,
+      (void (*)(void))prov_query_operation },
+    { OSSL_FUNC_PROVIDER_GET_REASON_STRINGS,
+      (void (*)(void))prov_get_reason_strings },
+    { 0, NULL }
+};
+
+static void take_core_functions(struct p11b_prov *prov, const OSSL_DISPATCH *in)
+{
+    for (; in->function_id != 0; in++) {
+        switch (in->function_id) {
+        case OSSL_FUNC_CORE_NEW_ERROR:
+            prov->core_new_error = OSSL_FUNC_core_new_error(in);
+            break;
+        case OSSL_FUNC_CORE_SET_ERROR_DEBUG:
+            prov->core_set_error_debug = OSSL_FUNC_core_set_error_debug(in);
+            break;
+        case OSSL_FUNC_CORE_VSET_ERROR:
+            prov->core_vset_error = OSSL_FUNC_core_vset_error(in);
+            break;
+        case OSSL_FUNC_CORE_GET_PARAMS:
+            prov->core_get_params = OSSL_FUNC_core_get_params(in);
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+static void load_early(struct p11b_prov *prov)
+{
+    struct p11b_slot **slots;
+    size_t n;
+
+    /* Errors here are raised again at first use; do not fail the load. */
+    ERR_set_mark();
+    if (p11b_prov_module_ready(prov) &&
+        p11b_module_slots(prov->mod, 1, &slots, &n) == CKR_OK)
+        free(slots);
+    ERR_pop_to_mark();
+}
+
+OPENSSL_EXPORT OSSL_provider_init_fn OSSL_provider_init;
+
+__attribute__((visibility("default"))) int
+OSSL_provider_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in,
+                   const OSSL_DISPATCH **out, void **provctx)
+{
+    struct p11b_prov *prov = OPENSSL_zalloc(sizeof(*prov));
+
+    if (prov == NULL)
+        return 0;
+    prov->handle = handle;
+    take_core_functions(prov, in);
+    if (prov->core_get_params == NULL || prov->core_new_error == NULL)
+        goto err;
+    if (!p11b_config_load(prov))
+        goto err;
+    prov->libctx = OSSL_LIB_CTX_new_child(handle, in);
+    if (prov->libctx == NULL)
+        goto err;
+    if (p11b_module_get(prov->cfg.module_path, prov->cfg.init_args,
+                        prov->cfg.cache_sessions, &prov->mod) != CKR_OK)
+        goto err;
+    P11B_LOG(2, "provider loaded: module %s, %s loading",
+             prov->cfg.module_path, prov->cfg.load_early ? "early" : "lazy");
+    if (prov->cfg.load_early)
+        load_early(prov);
+    *out = prov_functions;
+    *provctx = prov;
+    return 1;
+err:
+    prov_free(prov);
+    return 0;
+}
