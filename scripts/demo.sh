@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The main job on an embedded default: build p11bridge, create a SoftHSMv2
-# token of its own in a temporary directory, generate keys on it, and use
-# them through the `openssl` command with pkcs11: URIs.
+# token of its own in a temporary directory, generate keys on it, and run a
+# small CA with them through the `openssl` command and pkcs11: URIs: a
+# self-signed CA whose key is on the token, a server certificate issued
+# with that key, the chain verified by OpenSSL's default provider alone.
 #   scripts/demo.sh [WORKDIR]     (default: a new temporary directory)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -45,7 +47,8 @@ step() { printf '\n== %s\n' "$*"; }
 step "token '$label' in $work/tokens"
 softhsm2-util --init-token --free --label "$label" --pin "$pin" \
     --so-pin "$pin$pin" >/dev/null
-for spec in "rsa:2048 server-rsa 01" "EC:prime256v1 server-ec 02"; do
+for spec in "rsa:2048 server-rsa 01" "EC:prime256v1 server-ec 02" \
+    "EC:prime256v1 ca-key 10"; do
     set -- $spec
     pkcs11-tool --module "$softhsm" --token-label "$label" --login \
         --pin "$pin" --keypairgen --key-type "$1" --label "$2" --id "$3" \
@@ -71,4 +74,29 @@ for obj in server-rsa server-ec; do
     echo "$obj: identical SubjectPublicKeyInfo ($work/$obj.pub.pem)"
 done
 
-step "done: the token, config and keys are in $work"
+ca="pkcs11:token=$label;object=ca-key;type=private"
+step "self-signed CA with its key on the token: openssl req -x509 -key '$ca'"
+openssl req -x509 -new -key "$ca" -subj "/CN=p11bridge demo CA" -days 30 \
+    -addext basicConstraints=critical,CA:TRUE \
+    -addext keyUsage=critical,keyCertSign,cRLSign -out "$work/ca.pem"
+openssl x509 -in "$work/ca.pem" -noout -subject -issuer
+
+step "server certificate for the token's RSA key, issued with the CA key on the token"
+openssl req -new -key "pkcs11:token=$label;object=server-rsa;type=private" \
+    -subj "/CN=localhost" -out "$work/server.csr"
+openssl x509 -req -in "$work/server.csr" -CA "$work/ca.pem" -CAkey "$ca" \
+    -CAcreateserial -days 7 -sha256 -extfile <(printf 'subjectAltName=DNS:localhost\n') \
+    -out "$work/server.pem"
+openssl x509 -in "$work/server.pem" -noout -subject -issuer
+
+step "the chain, verified by OpenSSL's default provider alone (no token involved)"
+OPENSSL_CONF=/dev/null openssl verify -CAfile "$work/ca.pem" "$work/server.pem"
+
+step "a signature by the server key on the token, verified in software"
+printf 'hello from the token\n' > "$work/hello.txt"
+openssl dgst -sha256 -sign "pkcs11:token=$label;object=server-rsa;type=private" \
+    -out "$work/hello.sig" "$work/hello.txt"
+OPENSSL_CONF=/dev/null openssl dgst -sha256 -verify "$work/server-rsa.pub.pem" \
+    -signature "$work/hello.sig" "$work/hello.txt"
+
+step "done: the token, config, certificates and keys are in $work"

@@ -524,3 +524,75 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("p11bridge fixture and load times")
         for name, seconds in TIMINGS.items():
             terminalreporter.write_line(f"{name}: {seconds:.2f} s")
+
+
+# ---- a token whose imported keys' software halves are kept -----------------
+# The shared token's nopub-* keys are imported and their software private
+# halves are thrown away (_import_private), so nothing outside the token can
+# sign for them. soft_key_token imports keys the same way (a private key
+# object only; the EC key's public half is in a certificate with its id)
+# and keeps the software keys, so a test can sign in software and verify
+# through the provider.
+
+SOFT_KEY_SPECS = [
+    KeySpec("nopub-rsa", "07", "RSA", 2048),
+    KeySpec("nopub-ec", "08", "EC", 256),
+]
+_SOFT_CURVES = {256: ec.SECP256R1, 384: ec.SECP384R1, 521: ec.SECP521R1}
+
+
+def _import_private_kept(tok, spec):
+    """Like _import_private, but returns the software private key."""
+    if spec.kind == "RSA":
+        key = rsa.generate_private_key(public_exponent=65537,
+                                       key_size=spec.bits)
+    else:
+        key = ec.generate_private_key(_SOFT_CURVES[spec.bits]())
+    tmp = tok.root / f".{spec.label}.p8"
+    tmp.write_bytes(key.private_bytes(serialization.Encoding.DER,
+                                      serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()))
+    tmp.chmod(0o600)
+    try:
+        tok.tool("--write-object", tmp, "--type", "privkey",
+                 "--id", spec.id, "--label", spec.label)
+    finally:
+        tmp.unlink()
+    spki = key.public_key().public_bytes(
+        serialization.Encoding.DER,
+        serialization.PublicFormat.SubjectPublicKeyInfo)
+    _remember_key(tok, spec, spki, "software", has_public=False)
+    return key
+
+
+def _self_signed(key, subject):
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return (x509.CertificateBuilder()
+            .subject_name(_name(subject)).issuer_name(_name(subject))
+            .public_key(key.public_key()).serial_number(0x3000)
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=365))
+            .sign(key, hashes.SHA256()))
+
+
+@pytest.fixture(scope="session")
+def soft_key_token(tmp_path_factory, provider_path, softhsm_lib):
+    """Token "p11b-soft": nopub-rsa (id 07) and nopub-ec (id 08) imported
+    from software with no public key objects, a self-signed certificate
+    for nopub-ec (where the provider finds its public half), and
+    tok.private_keys: label -> the cryptography private key."""
+    t0 = time.monotonic()
+    tok = _init_token(tmp_path_factory.mktemp("softkeys"), "p11b-soft",
+                      softhsm_lib, provider_path)
+    tok.private_keys = {}
+    for spec in SOFT_KEY_SPECS:
+        tok.private_keys[spec.label] = _import_private_kept(tok, spec)
+    subject = "/O=p11bridge tests/CN=p11b-soft-nopub-ec"
+    _write_cert(tok, "nopub-ec", "08",
+                _self_signed(tok.private_keys["nopub-ec"], subject),
+                subject, subject)
+    _fill_token_info(tok)
+    tok.build_seconds = time.monotonic() - t0
+    TIMINGS["soft_key_token fixture"] = tok.build_seconds
+    return tok
+

@@ -412,3 +412,85 @@ OID_RSA = "1.2.840.113549.1.1.1"
 OID_EC = "1.2.840.10045.2.1"
 CURVE_OIDS = {256: "1.2.840.10045.3.1.7", 384: "1.3.132.0.34",
               521: "1.3.132.0.35"}
+
+
+# ---- signatures: digests, the debug log's C_SignInit lines, error lines ----
+
+import hashlib as _hashlib  # noqa: E402  (appended section)
+
+from cryptography.hazmat.primitives import hashes as _hashes  # noqa: E402
+
+# OpenSSL digest name -> (hashlib name, cryptography hash class)
+DIGESTS = {
+    "sha1": ("sha1", _hashes.SHA1),
+    "sha224": ("sha224", _hashes.SHA224),
+    "sha256": ("sha256", _hashes.SHA256),
+    "sha384": ("sha384", _hashes.SHA384),
+    "sha512": ("sha512", _hashes.SHA512),
+    "sha3-256": ("sha3_256", _hashes.SHA3_256),
+    "sha3-384": ("sha3_384", _hashes.SHA3_384),
+    "sha3-512": ("sha3_512", _hashes.SHA3_512),
+}
+
+
+def digest_of(name, data):
+    """The digest of data with OpenSSL's digest `name`, computed in Python."""
+    return _hashlib.new(DIGESTS[name][0], data).digest()
+
+
+def crypto_hash(name):
+    """A cryptography hash object for OpenSSL's digest `name`."""
+    return DIGESTS[name][1]()
+
+
+_SIGN_INIT = re.compile(r"C_SignInit\(slot \d+, (CKM_[A-Z0-9_]+)\) -> "
+                        r"(CKR_[A-Z0-9_]+)")
+
+
+def sign_inits(text):
+    """[(mechanism, rv)] of every C_SignInit line of a debug log (level 2+).
+
+    The line looks like 'C_SignInit(slot 1, CKM_RSA_X_509) -> CKR_OK'.
+    """
+    return _SIGN_INIT.findall(text)
+
+
+_ERR_LINE = re.compile(r"^[0-9A-F]+:error:([0-9A-F]{8}):([^:]*):([^:]*):"
+                       r"([^:]*):([^:]*):(\d+):(.*)$", re.M)
+
+
+def openssl_errors(stderr):
+    """OpenSSL's error queue lines as dicts: lib, func, reason, data.
+
+    '80EB..:error:40800014:pkcs11:rsa_sign_digest:token operation failed:
+    ../src/provider/signature_rsa.c:367:input of 20 bytes ...'
+    """
+    return [{"code": m.group(1), "lib": m.group(2), "func": m.group(3),
+             "reason": m.group(4), "file": m.group(5), "data": m.group(7)}
+            for m in _ERR_LINE.finditer(stderr)]
+
+
+def provider_errors(stderr):
+    """The error lines raised by the provider itself (library 'pkcs11')."""
+    return [e for e in openssl_errors(stderr) if e["lib"] == "pkcs11"]
+
+
+def default_only_env(directory):
+    """Environment for openssl with only its built-in default provider.
+
+    OPENSSL_CONF names an empty file under directory, so nothing of ours
+    (provider, token, debug log) is loaded: an independent check.
+    """
+    empty = Path(directory) / "empty-openssl.cnf"
+    empty.write_text("")
+    env = base_env()
+    env["OPENSSL_CONF"] = str(empty)
+    return env
+
+
+def flip_byte(data, index=None):
+    """data with one byte changed (the middle one unless index is given)."""
+    data = bytearray(data)
+    i = len(data) // 2 if index is None else index
+    data[i] ^= 0x01
+    return bytes(data)

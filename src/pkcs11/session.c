@@ -139,6 +139,34 @@ static int keep_idle(struct p11b_slot *s, CK_SESSION_HANDLE h)
     return 1;
 }
 
+void p11b_session_discard(struct p11b_session *sess)
+{
+    struct p11b_slot *s = sess->slot;
+    CK_RV rv;
+
+    if (s == NULL)
+        return;
+    pthread_mutex_lock(&s->lock);
+    if (sess->gen == s->gen && s->nopen > 0)
+        s->nopen--;
+    pthread_cond_signal(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+    rv = s->mod->fns->C_CloseSession(sess->h);
+    P11B_LOG(2, "C_CloseSession(slot %lu) -> %s", s->id, p11b_rv_name(rv));
+    sess->slot = NULL;
+}
+
+CK_RV p11b_session_context_login(struct p11b_session *sess,
+                                 const unsigned char *pin, size_t pin_len)
+{
+    CK_RV rv = p11b_session_fns(sess)->C_Login(
+        sess->h, CKU_CONTEXT_SPECIFIC, (CK_UTF8CHAR *)pin, (CK_ULONG)pin_len);
+
+    P11B_LOG(2, "C_Login(slot %lu, CKU_CONTEXT_SPECIFIC) -> %s",
+             sess->slot->id, p11b_rv_name(rv));
+    return rv;
+}
+
 void p11b_session_release(struct p11b_session *sess)
 {
     p11b_session_release_rv(sess, CKR_OK);
@@ -151,8 +179,13 @@ void p11b_session_release_rv(struct p11b_session *sess, CK_RV rv)
 
     if (s == NULL)
         return;
-    if (p11b_rv_is_token_gone(rv))
+    /* Sessions gone, or handles stale: start the slot afresh. A lost
+     * login only needs a new C_Login. */
+    if (p11b_rv_is_token_gone(rv) || rv == CKR_OBJECT_HANDLE_INVALID ||
+        rv == CKR_KEY_HANDLE_INVALID)
         p11b_slot_invalidate(s);
+    else if (rv == CKR_USER_NOT_LOGGED_IN)
+        p11b_slot_forget_login(s);
     pthread_mutex_lock(&s->lock);
     if (sess->gen == s->gen) {
         if (!keep_idle(s, sess->h)) {

@@ -27,6 +27,7 @@ struct p11b_slot *p11b_slot_new(struct p11b_module *mod, CK_SLOT_ID id)
     s->token_stale = 1;
     s->gen = 1;
     s->login_session = CK_INVALID_HANDLE;
+    s->ecdh_der = -1;
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->cond, NULL);
     return s;
@@ -51,6 +52,7 @@ void p11b_slot_free(struct p11b_slot *s)
     p11b_objcache_free(s->cache);
     free(s->idle);
     free(s->mechs);
+    free(s->minfo);
     pthread_cond_destroy(&s->cond);
     pthread_mutex_destroy(&s->lock);
     free(s);
@@ -235,14 +237,52 @@ int p11b_slot_has_mechanism(struct p11b_slot *s, CK_MECHANISM_TYPE mech)
     return bsearch(&mech, s->mechs, s->nmechs, sizeof(mech), cmp_mech) != NULL;
 }
 
+/* locked: s->lock */
+static const struct p11b_mech_info *minfo_find(struct p11b_slot *s,
+                                               CK_MECHANISM_TYPE mech)
+{
+    size_t i;
+
+    for (i = 0; i < s->nminfo; i++) {
+        if (s->minfo[i].type == mech)
+            return &s->minfo[i];
+    }
+    return NULL;
+}
+
 CK_RV p11b_slot_mechanism_info(struct p11b_slot *s, CK_MECHANISM_TYPE mech,
                                CK_MECHANISM_INFO *out)
 {
-    CK_RV rv = s->mod->fns->C_GetMechanismInfo(s->id, mech, out);
+    const struct p11b_mech_info *known;
+    struct p11b_mech_info *grown, got;
+    CK_RV rv;
 
+    pthread_mutex_lock(&s->lock);
+    known = minfo_find(s, mech);
+    if (known != NULL) {
+        *out = known->info;
+        rv = known->rv;
+        pthread_mutex_unlock(&s->lock);
+        return rv;
+    }
+    pthread_mutex_unlock(&s->lock);
+
+    memset(&got, 0, sizeof(got));
+    got.type = mech;
+    got.rv = s->mod->fns->C_GetMechanismInfo(s->id, mech, &got.info);
     P11B_LOG(2, "C_GetMechanismInfo(slot %lu, %s) -> %s", s->id,
-             p11b_mech_name(mech), p11b_rv_name(rv));
-    return rv;
+             p11b_mech_name(mech), p11b_rv_name(got.rv));
+    pthread_mutex_lock(&s->lock);
+    if (minfo_find(s, mech) == NULL) {
+        grown = realloc(s->minfo, (s->nminfo + 1) * sizeof(*grown));
+        if (grown != NULL) {
+            s->minfo = grown;
+            s->minfo[s->nminfo++] = got;
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    *out = got.info;
+    return got.rv;
 }
 
 int p11b_slot_is_logged_in(struct p11b_slot *s)
@@ -379,24 +419,59 @@ CK_RV p11b_slot_login(struct p11b_slot *s, const unsigned char *pin,
     return rv;
 }
 
-CK_RV p11b_slot_login_cached(struct p11b_slot *s)
+CK_RV p11b_slot_get1_cached_pin(struct p11b_slot *s, unsigned char **pin,
+                                size_t *len)
 {
-    unsigned char *pin = NULL;
-    size_t len = 0;
-    CK_RV rv;
+    unsigned char *copy = NULL;
 
     pthread_mutex_lock(&s->lock);
     if (s->cached_pin != NULL) {
-        pin = malloc(s->cached_pin_len + 1);
-        if (pin != NULL) {
-            memcpy(pin, s->cached_pin, s->cached_pin_len);
-            len = s->cached_pin_len;
+        copy = OPENSSL_malloc(s->cached_pin_len + 1);
+        if (copy != NULL) {
+            memcpy(copy, s->cached_pin, s->cached_pin_len + 1);
+            *len = s->cached_pin_len;
         }
     }
     pthread_mutex_unlock(&s->lock);
-    if (pin == NULL)
+    if (copy == NULL)
         return CKR_USER_NOT_LOGGED_IN;
+    *pin = copy;
+    return CKR_OK;
+}
+
+CK_RV p11b_slot_login_cached(struct p11b_slot *s)
+{
+    unsigned char *pin;
+    size_t len;
+    CK_RV rv = p11b_slot_get1_cached_pin(s, &pin, &len);
+
+    if (rv != CKR_OK)
+        return rv;
     rv = p11b_slot_login(s, pin, len, 1);
-    wipe_free(&pin, &len);
+    OPENSSL_clear_free(pin, len + 1);
     return rv;
+}
+
+void p11b_slot_forget_login(struct p11b_slot *s)
+{
+    pthread_mutex_lock(&s->lock);
+    s->logged_in = 0;
+    pthread_mutex_unlock(&s->lock);
+}
+
+int p11b_slot_ecdh_der(struct p11b_slot *s)
+{
+    int der;
+
+    pthread_mutex_lock(&s->lock);
+    der = s->ecdh_der;
+    pthread_mutex_unlock(&s->lock);
+    return der;
+}
+
+void p11b_slot_set_ecdh_der(struct p11b_slot *s, int der)
+{
+    pthread_mutex_lock(&s->lock);
+    s->ecdh_der = der;
+    pthread_mutex_unlock(&s->lock);
 }

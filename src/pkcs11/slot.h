@@ -49,6 +49,16 @@ struct p11b_slot {
     size_t rejected_pin_len;
 
     struct p11b_objcache *cache;
+    int ecdh_der;               /* peer point form that worked: -1 unknown */
+
+    struct p11b_mech_info *minfo; /* C_GetMechanismInfo answers, kept      */
+    size_t nminfo;
+};
+
+struct p11b_mech_info {
+    CK_MECHANISM_TYPE type;
+    CK_RV rv;
+    CK_MECHANISM_INFO info;
 };
 
 struct p11b_slot *p11b_slot_new(struct p11b_module *mod, CK_SLOT_ID id);
@@ -73,6 +83,7 @@ int p11b_rv_is_token_gone(CK_RV rv);
 
 /* Mechanisms: 1 if the token has it (list cached once per generation). */
 int p11b_slot_has_mechanism(struct p11b_slot *slot, CK_MECHANISM_TYPE mech);
+/* C_GetMechanismInfo, asked once per slot and mechanism. */
 CK_RV p11b_slot_mechanism_info(struct p11b_slot *slot, CK_MECHANISM_TYPE mech,
                                CK_MECHANISM_INFO *out);
 
@@ -90,5 +101,15 @@ CK_RV p11b_slot_login(struct p11b_slot *slot, const unsigned char *pin,
  * CKR_USER_NOT_LOGGED_IN when none is cached. */
 CK_RV p11b_slot_login_cached(struct p11b_slot *slot);
 int p11b_slot_has_cached_pin(struct p11b_slot *slot);
+/* A copy of the cached PIN (free with OPENSSL_clear_free(pin, len + 1)),
+ * or CKR_USER_NOT_LOGGED_IN when none is cached. */
+CK_RV p11b_slot_get1_cached_pin(struct p11b_slot *slot, unsigned char **pin,
+                                size_t *len);
+/* ECDH peer point form the token took: 1 DER, 0 raw, -1 not known yet. */
+int p11b_slot_ecdh_der(struct p11b_slot *slot);
+void p11b_slot_set_ecdh_der(struct p11b_slot *slot, int der);
+
+/* The token said our login is gone (CKR_USER_NOT_LOGGED_IN). */
+void p11b_slot_forget_login(struct p11b_slot *slot);
 
 #endif

@@ -11,12 +11,29 @@
 #define P11B_NAMES_RSA "RSA:rsaEncryption:1.2.840.113549.1.1.1"
 #define P11B_NAMES_RSA_PSS "RSA-PSS:RSASSA-PSS:1.2.840.113549.1.1.10"
 #define P11B_NAMES_EC "EC:id-ecPublicKey:1.2.840.10045.2.1"
+#define P11B_NAMES_ED25519 "ED25519:1.3.101.112"
+#define P11B_NAMES_ED448 "ED448:1.3.101.113"
 #define P11B_TEXT_PROPS P11B_PROPS ",output=text"
+#define P11B_URI_PROPS P11B_PROPS ",output=pem,structure=PrivateKeyInfo"
+#define P11B_PEM_IN_PROPS P11B_PROPS ",input=pem"
 
 extern const OSSL_DISPATCH p11b_rsa_keymgmt_functions[];
 extern const OSSL_DISPATCH p11b_rsapss_keymgmt_functions[];
 extern const OSSL_DISPATCH p11b_ec_keymgmt_functions[];
+extern const OSSL_DISPATCH p11b_ed25519_keymgmt_functions[];
+extern const OSSL_DISPATCH p11b_ed448_keymgmt_functions[];
+extern const OSSL_DISPATCH p11b_eddsa_signature_functions[];
+extern const OSSL_DISPATCH p11b_rsa_signature_functions[];
+extern const OSSL_DISPATCH p11b_ecdsa_signature_functions[];
+extern const OSSL_DISPATCH p11b_rsa_asym_cipher_functions[];
+extern const OSSL_DISPATCH p11b_ecdh_keyexch_functions[];
 extern const OSSL_DISPATCH p11b_text_encoder_functions[];
+extern const OSSL_DISPATCH p11b_uri_encoder_functions[];
+extern const OSSL_DISPATCH p11b_rsa_uri_decoder_functions[];
+extern const OSSL_DISPATCH p11b_rsapss_uri_decoder_functions[];
+extern const OSSL_DISPATCH p11b_ec_uri_decoder_functions[];
+extern const OSSL_DISPATCH p11b_ed25519_uri_decoder_functions[];
+extern const OSSL_DISPATCH p11b_ed448_uri_decoder_functions[];
 extern const OSSL_DISPATCH p11b_pkcs11_store_functions[];
 
 static const OSSL_ALGORITHM keymgmt_algs[] = {
@@ -26,6 +43,34 @@ static const OSSL_ALGORITHM keymgmt_algs[] = {
       "RSA-PSS key on a PKCS#11 token" },
     { P11B_NAMES_EC, P11B_PROPS, p11b_ec_keymgmt_functions,
       "EC key on a PKCS#11 token" },
+    { P11B_NAMES_ED25519, P11B_PROPS, p11b_ed25519_keymgmt_functions,
+      "Ed25519 key on a PKCS#11 token" },
+    { P11B_NAMES_ED448, P11B_PROPS, p11b_ed448_keymgmt_functions,
+      "Ed448 key on a PKCS#11 token" },
+    { NULL, NULL, NULL, NULL }
+};
+
+static const OSSL_ALGORITHM signature_algs[] = {
+    { P11B_NAMES_RSA, P11B_PROPS, p11b_rsa_signature_functions,
+      "RSA signatures with a PKCS#11 token key" },
+    { "ECDSA", P11B_PROPS, p11b_ecdsa_signature_functions,
+      "ECDSA signatures with a PKCS#11 token key" },
+    { P11B_NAMES_ED25519, P11B_PROPS, p11b_eddsa_signature_functions,
+      "Ed25519 signatures with a PKCS#11 token key" },
+    { P11B_NAMES_ED448, P11B_PROPS, p11b_eddsa_signature_functions,
+      "Ed448 signatures with a PKCS#11 token key" },
+    { NULL, NULL, NULL, NULL }
+};
+
+static const OSSL_ALGORITHM asym_cipher_algs[] = {
+    { P11B_NAMES_RSA, P11B_PROPS, p11b_rsa_asym_cipher_functions,
+      "RSA decryption with a PKCS#11 token key" },
+    { NULL, NULL, NULL, NULL }
+};
+
+static const OSSL_ALGORITHM keyexch_algs[] = {
+    { "ECDH", P11B_PROPS, p11b_ecdh_keyexch_functions,
+      "ECDH with a PKCS#11 token key" },
     { NULL, NULL, NULL, NULL }
 };
 
@@ -36,6 +81,35 @@ static const OSSL_ALGORITHM encoder_algs[] = {
       "PKCS#11 RSA-PSS key to text" },
     { P11B_NAMES_EC, P11B_TEXT_PROPS, p11b_text_encoder_functions,
       "PKCS#11 EC key to text" },
+    { P11B_NAMES_ED25519, P11B_TEXT_PROPS, p11b_text_encoder_functions,
+      "PKCS#11 Ed25519 key to text" },
+    { P11B_NAMES_ED448, P11B_TEXT_PROPS, p11b_text_encoder_functions,
+      "PKCS#11 Ed448 key to text" },
+    { P11B_NAMES_RSA, P11B_URI_PROPS, p11b_uri_encoder_functions,
+      "PKCS#11 RSA key to PEM-wrapped URI" },
+    { P11B_NAMES_RSA_PSS, P11B_URI_PROPS, p11b_uri_encoder_functions,
+      "PKCS#11 RSA-PSS key to PEM-wrapped URI" },
+    { P11B_NAMES_EC, P11B_URI_PROPS, p11b_uri_encoder_functions,
+      "PKCS#11 EC key to PEM-wrapped URI" },
+    { P11B_NAMES_ED25519, P11B_URI_PROPS, p11b_uri_encoder_functions,
+      "PKCS#11 Ed25519 key to PEM-wrapped URI" },
+    { P11B_NAMES_ED448, P11B_URI_PROPS, p11b_uri_encoder_functions,
+      "PKCS#11 Ed448 key to PEM-wrapped URI" },
+    { NULL, NULL, NULL, NULL }
+};
+
+static const OSSL_ALGORITHM decoder_algs[] = {
+    { P11B_NAMES_RSA, P11B_PEM_IN_PROPS, p11b_rsa_uri_decoder_functions,
+      "PEM-wrapped pkcs11: URI to RSA token key" },
+    { P11B_NAMES_RSA_PSS, P11B_PEM_IN_PROPS, p11b_rsapss_uri_decoder_functions,
+      "PEM-wrapped pkcs11: URI to RSA-PSS token key" },
+    { P11B_NAMES_EC, P11B_PEM_IN_PROPS, p11b_ec_uri_decoder_functions,
+      "PEM-wrapped pkcs11: URI to EC token key" },
+    { P11B_NAMES_ED25519, P11B_PEM_IN_PROPS,
+      p11b_ed25519_uri_decoder_functions,
+      "PEM-wrapped pkcs11: URI to Ed25519 token key" },
+    { P11B_NAMES_ED448, P11B_PEM_IN_PROPS, p11b_ed448_uri_decoder_functions,
+      "PEM-wrapped pkcs11: URI to Ed448 token key" },
     { NULL, NULL, NULL, NULL }
 };
 
@@ -52,8 +126,16 @@ const OSSL_ALGORITHM *p11b_algorithms(struct p11b_prov *prov, int op)
     switch (op) {
     case OSSL_OP_KEYMGMT:
         return keymgmt_algs;
+    case OSSL_OP_SIGNATURE:
+        return (blocked & P11B_BLOCK_SIGNATURE) ? NULL : signature_algs;
+    case OSSL_OP_ASYM_CIPHER:
+        return (blocked & P11B_BLOCK_ASYM_CIPHER) ? NULL : asym_cipher_algs;
+    case OSSL_OP_KEYEXCH:
+        return (blocked & P11B_BLOCK_KEYEXCH) ? NULL : keyexch_algs;
     case OSSL_OP_ENCODER:
         return (blocked & P11B_BLOCK_ENCODER) ? NULL : encoder_algs;
+    case OSSL_OP_DECODER:
+        return (blocked & P11B_BLOCK_DECODER) ? NULL : decoder_algs;
     case OSSL_OP_STORE:
         return (blocked & P11B_BLOCK_STORE) ? NULL : store_algs;
     default:

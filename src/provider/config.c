@@ -39,7 +39,8 @@ struct word_flag {
 
 static const struct word_flag quirk_words[] = {
     { "no-deinit", P11B_QUIRK_NO_DEINIT },
-    { "no-login-check", P11B_QUIRK_NO_LOGIN_CHECK },
+    { "ecdh-der-point", P11B_QUIRK_ECDH_DER },
+    { "ecdh-raw-point", P11B_QUIRK_ECDH_RAW },
 };
 
 static const struct word_flag block_words[] = {
@@ -48,6 +49,7 @@ static const struct word_flag block_words[] = {
     { "keyexch", P11B_BLOCK_KEYEXCH },
     { "encoder", P11B_BLOCK_ENCODER },
     { "store", P11B_BLOCK_STORE },
+    { "decoder", P11B_BLOCK_DECODER },
 };
 
 void p11b_config_clear(struct p11b_config *cfg)

@@ -38,6 +38,7 @@ static const OSSL_ITEM reasons[] = {
     { P11B_R_EXPORT_DENIED, "export denied by configuration" },
     { P11B_R_FIND, "object search failed" },
     { P11B_R_INTERNAL, "internal error" },
+    { P11B_R_BAD_INPUT, "input does not fit the operation" },
     { 0, NULL },
 };
 

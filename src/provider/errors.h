@@ -35,6 +35,7 @@ enum p11b_reason {
     P11B_R_EXPORT_DENIED,    /* pkcs11-module-allow-export = 1              */
     P11B_R_FIND,             /* C_FindObjects* failed                       */
     P11B_R_INTERNAL,         /* out of memory, OpenSSL call failed          */
+    P11B_R_BAD_INPUT,        /* input size or parameters do not fit         */
     P11B_R_MAX_                /* keep last */
 };
 

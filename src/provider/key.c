@@ -12,7 +12,10 @@
 #include <openssl/param_build.h>
 #include <openssl/x509.h>
 
+#include "pkcs11/log.h"
+#include "pkcs11/names.h"
 #include "pkcs11/object.h"
+#include "pkcs11/slot.h"
 #include "provider/errors.h"
 #include "provider/key.h"
 #include "provider/provider.h"
@@ -26,9 +29,17 @@ struct p11b_key *p11b_key_new(struct p11b_prov *prov,
         return NULL;
     key->magic = P11B_KEY_MAGIC;
     atomic_init(&key->refs, 1);
+    pthread_mutex_init(&key->lock, NULL);
     key->prov = prov;
     key->family = family;
     return key;
+}
+
+void p11b_key_ref_init(struct p11b_key_ref *ref, struct p11b_key *key)
+{
+    memset(ref, 0, sizeof(*ref));
+    ref->magic = P11B_KEY_MAGIC;
+    ref->key = key;
 }
 
 struct p11b_key *p11b_key_up_ref(struct p11b_key *key)
@@ -46,6 +57,7 @@ void p11b_key_free(struct p11b_key *key)
     p11b_obj_free(key->pub);
     EVP_PKEY_free(key->pub_pkey);
     free(key->uri); /* from p11b_uri_format: malloc */
+    pthread_mutex_destroy(&key->lock);
     key->magic = 0;
     OPENSSL_free(key);
 }
@@ -59,6 +71,10 @@ const char *p11b_family_name(enum p11b_key_family family)
         return "RSA-PSS";
     case P11B_FAMILY_EC:
         return "EC";
+    case P11B_FAMILY_ED25519:
+        return "ED25519";
+    case P11B_FAMILY_ED448:
+        return "ED448";
     default:
         return NULL;
     }
@@ -69,6 +85,28 @@ static int is_pss_mech(CK_MECHANISM_TYPE m)
     return m == CKM_RSA_PKCS_PSS || m == CKM_SHA1_RSA_PKCS_PSS ||
            m == CKM_SHA224_RSA_PKCS_PSS || m == CKM_SHA256_RSA_PKCS_PSS ||
            m == CKM_SHA384_RSA_PKCS_PSS || m == CKM_SHA512_RSA_PKCS_PSS;
+}
+
+/* CKA_EC_PARAMS of an Edwards key: the curve's OID (RFC 8410) or, as
+ * some tokens write it, a PrintableString with its name. */
+static enum p11b_key_family edwards_family(const struct p11b_bytes *params)
+{
+    static const unsigned char ed25519_oid[] = { 0x06, 0x03, 0x2b, 0x65, 0x70 };
+    static const unsigned char ed448_oid[] = { 0x06, 0x03, 0x2b, 0x65, 0x71 };
+    static const char ed25519_name[] = "\x13\x0c" "edwards25519";
+    static const char ed448_name[] = "\x13\x0a" "edwards448";
+    const unsigned char *d = params->data;
+    size_t n = params->len;
+
+    if (!params->present)
+        return P11B_FAMILY_NONE;
+    if ((n == sizeof(ed25519_oid) && memcmp(d, ed25519_oid, n) == 0) ||
+        (n == sizeof(ed25519_name) - 1 && memcmp(d, ed25519_name, n) == 0))
+        return P11B_FAMILY_ED25519;
+    if ((n == sizeof(ed448_oid) && memcmp(d, ed448_oid, n) == 0) ||
+        (n == sizeof(ed448_name) - 1 && memcmp(d, ed448_name, n) == 0))
+        return P11B_FAMILY_ED448;
+    return P11B_FAMILY_NONE;
 }
 
 enum p11b_key_family p11b_obj_family(const struct p11b_obj *obj)
@@ -86,6 +124,8 @@ enum p11b_key_family p11b_obj_family(const struct p11b_obj *obj)
                                         : P11B_FAMILY_RSA;
     case CKK_EC:
         return P11B_FAMILY_EC;
+    case CKK_EC_EDWARDS:
+        return edwards_family(&obj->ec_params);
     default:
         return P11B_FAMILY_NONE;
     }
@@ -213,6 +253,32 @@ static EVP_PKEY *ec_public(struct p11b_prov *prov, const char *curve,
     return pkey;
 }
 
+static size_t edwards_key_len(enum p11b_key_family family)
+{
+    return family == P11B_FAMILY_ED25519 ? 32 : 57;
+}
+
+static EVP_PKEY *edwards_public(struct p11b_prov *prov,
+                                enum p11b_key_family family,
+                                const unsigned char *pt, size_t len)
+{
+    OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+    EVP_PKEY *pkey = NULL;
+    size_t klen = edwards_key_len(family);
+
+    /* Raw, or DER-wrapped in an OCTET STRING as CKA_EC_POINT usually is. */
+    if (len == klen + 2 && pt[0] == 0x04 && pt[1] == klen) {
+        pt += 2;
+        len -= 2;
+    }
+    if (bld != NULL && len == klen &&
+        OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, pt,
+                                         len))
+        pkey = from_params(prov, p11b_family_name(family), bld);
+    OSSL_PARAM_BLD_free(bld);
+    return pkey;
+}
+
 /* Re-home a decoded SubjectPublicKeyInfo key in our family's form. */
 static EVP_PKEY *from_spki_key(struct p11b_key *key, EVP_PKEY *spki)
 {
@@ -223,6 +289,13 @@ static EVP_PKEY *from_spki_key(struct p11b_key *key, EVP_PKEY *spki)
     size_t pt_len = 0;
     EVP_PKEY *pkey = NULL;
 
+    if (p11b_family_is_eddsa(key->family)) {
+        if (EVP_PKEY_is_a(spki, p11b_family_name(key->family)) &&
+            EVP_PKEY_get_octet_string_param(spki, OSSL_PKEY_PARAM_PUB_KEY, pt,
+                                            sizeof(pt), &pt_len))
+            pkey = edwards_public(key->prov, key->family, pt, pt_len);
+        return pkey;
+    }
     if (key->family == P11B_FAMILY_EC) {
         if (EVP_PKEY_is_a(spki, "EC") &&
             EVP_PKEY_get_utf8_string_param(spki, OSSL_PKEY_PARAM_GROUP_NAME,
@@ -311,6 +384,10 @@ static EVP_PKEY *public_from(struct p11b_key *key, const struct p11b_obj *o)
                             &pt_len))
             pkey = ec_public(key->prov, curve, pt, pt_len);
     }
+    if (pkey == NULL && p11b_family_is_eddsa(key->family) &&
+        o->ec_point.present)
+        pkey = edwards_public(key->prov, key->family, o->ec_point.data,
+                              o->ec_point.len);
     if (pkey == NULL)
         pkey = from_der(key, o);
     return pkey;
@@ -337,4 +414,128 @@ int p11b_key_set_public(struct p11b_key *key, const struct p11b_obj *obj,
     EVP_PKEY_free(key->pub_pkey);
     key->pub_pkey = pkey;
     return 1;
+}
+
+/* ---- private-key operations -------------------------------------------- */
+
+int p11b_rv_retry(CK_RV rv)
+{
+    return rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED ||
+           rv == CKR_USER_NOT_LOGGED_IN || rv == CKR_OBJECT_HANDLE_INVALID ||
+           rv == CKR_KEY_HANDLE_INVALID;
+}
+
+/* The key's private object as found in the slot's current state. */
+static int current_priv(struct p11b_key *key, struct p11b_obj **out)
+{
+    struct p11b_obj *o, **found = NULL;
+    struct p11b_query q;
+    size_t n = 0, i;
+    CK_RV rv;
+
+    pthread_mutex_lock(&key->lock);
+    o = p11b_obj_up_ref(key->priv);
+    pthread_mutex_unlock(&key->lock);
+    if (p11b_obj_is_current(o)) {
+        *out = o;
+        return 1;
+    }
+    /* Fork or re-insertion: find it again by what named it. */
+    memset(&q, 0, sizeof(q));
+    q.has_class = 1;
+    q.cls = CKO_PRIVATE_KEY;
+    q.has_key_type = 1;
+    q.key_type = o->key_type;
+    q.id = o->id;
+    q.label = o->label;
+    rv = p11b_object_find(o->slot, &q, &found, &n);
+    if (rv != CKR_OK || n == 0) {
+        P11B_RAISE_RV(key->prov, P11B_R_URI_NO_MATCH,
+                      rv == CKR_OK ? CKR_OBJECT_HANDLE_INVALID : rv,
+                      "%s: finding the key again on slot %lu", key->uri,
+                      o->slot->id);
+        p11b_obj_free(o);
+        p11b_objs_free(found, n);
+        return 0;
+    }
+    p11b_obj_free(o);
+    pthread_mutex_lock(&key->lock);
+    p11b_obj_free(key->priv);
+    key->priv = p11b_obj_up_ref(found[0]);
+    pthread_mutex_unlock(&key->lock);
+    *out = p11b_obj_up_ref(found[0]);
+    for (i = 0; i < n; i++)
+        p11b_obj_free(found[i]);
+    free(found);
+    return 1;
+}
+
+int p11b_key_check_mech_size(struct p11b_key *key, CK_MECHANISM_TYPE mech)
+{
+    CK_MECHANISM_INFO mi;
+    CK_ULONG bits;
+
+    /* EdDSA sizes are given inconsistently (SoftHSM: 256..456 for a
+     * 253-bit Ed25519 key): not checked. */
+    if (key->priv == NULL || p11b_family_is_eddsa(key->family) ||
+        p11b_slot_mechanism_info(key->priv->slot, mech, &mi) != CKR_OK)
+        return 1;
+    bits = (CK_ULONG)EVP_PKEY_get_bits(key->pub_pkey);
+    if (bits >= mi.ulMinKeySize &&
+        (mi.ulMaxKeySize == 0 || bits <= mi.ulMaxKeySize))
+        return 1;
+    P11B_RAISE(key->prov, P11B_R_MECH_UNSUPPORTED,
+               "%s: a %lu-bit key is outside the %lu..%lu bits the token "
+               "supports for %s", key->uri, bits, mi.ulMinKeySize,
+               mi.ulMaxKeySize, p11b_mech_name(mech));
+    return 0;
+}
+
+int p11b_key_op_begin(struct p11b_key *key, struct p11b_op *op)
+{
+    struct p11b_obj *o = NULL;
+    CK_RV rv;
+
+    memset(op, 0, sizeof(*op));
+    op->key = key;
+    if (key->priv == NULL) {
+        P11B_RAISE(key->prov, P11B_R_UNSUPPORTED_KEY,
+                   "%s: not a private key on a token",
+                   key->uri != NULL ? key->uri : "key");
+        return 0;
+    }
+    if (!p11b_prov_module_ready(key->prov))
+        return 0;
+    /* A private key needs the login before it can be found again. */
+    if (key->priv->is_private &&
+        !p11b_prov_login(key->prov, key->priv->slot, NULL, NULL, NULL))
+        return 0;
+    if (!current_priv(key, &o))
+        return 0;
+    rv = p11b_session_acquire(o->slot, &op->sess);
+    if (rv != CKR_OK) {
+        P11B_RAISE_RV(key->prov, P11B_R_SESSION, rv, "C_OpenSession on slot %lu",
+                      o->slot->id);
+        p11b_obj_free(o);
+        return 0;
+    }
+    op->h = o->h;
+    op->f = p11b_session_fns(&op->sess);
+    p11b_obj_free(o);
+    return 1;
+}
+
+int p11b_key_op_context_login(struct p11b_op *op)
+{
+    struct p11b_key *key = op->key;
+
+    if (!key->priv->always_auth)
+        return 1;
+    return p11b_prov_context_login(key->prov, &op->sess);
+}
+
+void p11b_key_op_end(struct p11b_op *op, CK_RV rv)
+{
+    if (op->sess.slot != NULL)
+        p11b_session_release_rv(&op->sess, rv);
 }

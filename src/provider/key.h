@@ -7,12 +7,15 @@
 #ifndef P11B_KEY_H
 #define P11B_KEY_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <openssl/evp.h>
 
 #include "pkcs11/p11.h"
+#include "pkcs11/session.h"
 
 struct p11b_prov;
 struct p11b_obj;
@@ -24,11 +27,19 @@ enum p11b_key_family {
     P11B_FAMILY_RSA,
     P11B_FAMILY_RSA_PSS,
     P11B_FAMILY_EC,
+    P11B_FAMILY_ED25519,
+    P11B_FAMILY_ED448,
 };
+
+#define p11b_family_is_rsa(f)                                                 \
+    ((f) == P11B_FAMILY_RSA || (f) == P11B_FAMILY_RSA_PSS)
+#define p11b_family_is_eddsa(f)                                               \
+    ((f) == P11B_FAMILY_ED25519 || (f) == P11B_FAMILY_ED448)
 
 struct p11b_key {
     unsigned int magic;
     atomic_int refs;
+    pthread_mutex_t lock;   /* guards priv when its handle is re-found */
     struct p11b_prov *prov;
     enum p11b_key_family family;
     struct p11b_obj *priv;  /* NULL for a public key                  */
@@ -36,6 +47,19 @@ struct p11b_key {
     EVP_PKEY *pub_pkey;     /* public half, in a software provider    */
     char *uri;              /* canonical URI of the token object      */
 };
+
+/*
+ * What the store and the decoder hand to OpenSSL as an object reference.
+ * Its size differs from a pointer's on purpose: another provider's keymgmt
+ * that is wrongly given our reference (OpenSSL's file: store can do that)
+ * refuses it by its size instead of taking our pointer for its own.
+ */
+struct p11b_key_ref {
+    uint64_t magic;
+    struct p11b_key *key;
+};
+
+void p11b_key_ref_init(struct p11b_key_ref *ref, struct p11b_key *key);
 
 struct p11b_key *p11b_key_new(struct p11b_prov *prov,
                               enum p11b_key_family family);
@@ -58,6 +82,34 @@ int p11b_obj_has_public(const struct p11b_obj *obj);
  * Raises and returns 0 when no public half can be found. */
 int p11b_key_set_public(struct p11b_key *key, const struct p11b_obj *obj,
                         struct p11b_obj *const *extra, size_t n_extra);
+
+/*
+ * A private-key operation on the token. p11b_key_op_begin makes sure the
+ * key's handle belongs to the token's current state (after fork or token
+ * re-insertion it is found again by CKA_ID/label), that the token is
+ * logged in when the key is private, and borrows a session from the pool.
+ * Raises and returns 0 on failure.
+ */
+struct p11b_op {
+    struct p11b_key *key;
+    struct p11b_session sess;
+    CK_OBJECT_HANDLE h;
+    CK_FUNCTION_LIST *f;
+};
+
+int p11b_key_op_begin(struct p11b_key *key, struct p11b_op *op);
+/* After C_*Init: the CKU_CONTEXT_SPECIFIC login that keys with
+ * CKA_ALWAYS_AUTHENTICATE require before each operation. */
+int p11b_key_op_context_login(struct p11b_op *op);
+/* Give the session back; rv says whether it is still good. */
+void p11b_key_op_end(struct p11b_op *op, CK_RV rv);
+/* Refuse (with a clear error) a key whose size is outside the range the
+ * token gives for the mechanism (CK_MECHANISM_INFO); RSA and EC only. */
+int p11b_key_check_mech_size(struct p11b_key *key, CK_MECHANISM_TYPE mech);
+
+/* 1 if an operation that failed with rv is worth one more try after
+ * p11b_key_op_end (sessions or login lost, handle stale). */
+int p11b_rv_retry(CK_RV rv);
 
 /* EC: curve name from DER CKA_EC_PARAMS (a named-curve OID), or NULL. */
 const char *p11b_ec_params_to_name(const unsigned char *der, size_t len);

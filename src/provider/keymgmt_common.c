@@ -30,20 +30,25 @@ void p11b_km_free(void *keydata)
     p11b_key_free(keydata);
 }
 
-/* The store hands over a pointer to a key it holds a reference on. */
+/* The store and the decoder hand over a struct p11b_key_ref to a key they
+ * hold a reference on until this returns. */
 void *p11b_km_load(const void *reference, size_t reference_sz,
                    enum p11b_key_family family)
 {
+    struct p11b_key_ref ref;
     struct p11b_key *key;
 
-    if (reference == NULL || reference_sz != sizeof(key))
+    if (reference == NULL || reference_sz != sizeof(ref))
         return NULL;
-    memcpy(&key, reference, sizeof(key));
-    if (key == NULL || key->magic != P11B_KEY_MAGIC)
+    memcpy(&ref, reference, sizeof(ref));
+    key = ref.key;
+    if (ref.magic != P11B_KEY_MAGIC || key == NULL ||
+        key->magic != P11B_KEY_MAGIC)
         return NULL;
     /* RSA and RSA-PSS token keys share a key type: either keymgmt may
-     * load the other's reference, never an EC one. */
-    if ((family == P11B_FAMILY_EC) != (key->family == P11B_FAMILY_EC))
+     * load the other's reference; every other family only its own. */
+    if (family != key->family &&
+        !(p11b_family_is_rsa(family) && p11b_family_is_rsa(key->family)))
         return NULL;
     return p11b_key_up_ref(key);
 }
@@ -125,10 +130,12 @@ int p11b_km_export(void *keydata, int selection, OSSL_CALLBACK *cb,
                    P11B_CFG_ALLOW_EXPORT);
         return 0;
     }
-    /* OpenSSL 3.0 exports with OSSL_KEYMGMT_SELECT_ALL when it moves a
-     * key to another provider: give the public parts, which is all there
-     * is outside the token. */
-    if (!(selection & SEL_PUBLIC_PARTS))
+    /* No private part exists outside the token. OpenSSL 3.0 asks for
+     * everything (OSSL_KEYMGMT_SELECT_ALL) when it moves a key to another
+     * provider for an operation: refusing makes it use our operations with
+     * our key; encoders and comparisons ask for the public parts only. */
+    if ((selection & OSSL_KEYMGMT_SELECT_PRIVATE_KEY) ||
+        !(selection & SEL_PUBLIC_PARTS))
         return 0;
     return EVP_PKEY_export(key->pub_pkey, selection & SEL_PUBLIC_PARTS, cb,
                            cbarg);

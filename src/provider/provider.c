@@ -19,6 +19,7 @@
 #include "pkcs11/log.h"
 #include "pkcs11/module.h"
 #include "pkcs11/names.h"
+#include "pkcs11/session.h"
 #include "pkcs11/slot.h"
 #include "pkcs11/uri.h"
 #include "provider/errors.h"
@@ -223,6 +224,33 @@ static int login_with_callback(struct p11b_prov *prov, struct p11b_slot *s,
     rv = p11b_slot_login(s, pc.pin, pc.len, 1);
     OPENSSL_clear_free(pc.pin, pc.len + 1);
     return rv == CKR_OK ? 1 : report_login(prov, s, rv, pc.source);
+}
+
+int p11b_prov_context_login(struct p11b_prov *prov, struct p11b_session *sess)
+{
+    unsigned char *pin = NULL;
+    size_t len = 0;
+    const char *source = "the configured PIN";
+    CK_RV rv;
+
+    if (prov->cfg.pin != NULL) {
+        pin = OPENSSL_memdup(prov->cfg.pin, prov->cfg.pin_len + 1);
+        len = prov->cfg.pin_len;
+    } else if (p11b_slot_get1_cached_pin(sess->slot, &pin, &len) != CKR_OK) {
+        pin = NULL;
+    } else {
+        source = "the cached PIN";
+    }
+    if (pin == NULL) {
+        P11B_RAISE(prov, P11B_R_PIN_MISSING,
+                   "a key with CKA_ALWAYS_AUTHENTICATE on slot %lu needs a "
+                   "PIN for each operation: configure %s or cache PINs",
+                   sess->slot->id, P11B_CFG_TOKEN_PIN);
+        return 0;
+    }
+    rv = p11b_session_context_login(sess, pin, len);
+    OPENSSL_clear_free(pin, len + 1);
+    return rv == CKR_OK ? 1 : report_login(prov, sess->slot, rv, source);
 }
 
 int p11b_prov_pin_at_hand(struct p11b_prov *prov, struct p11b_slot *s,

@@ -43,7 +43,8 @@ enum p11b_login_behavior {
 
 /* Quirks: token behaviours a user can tell us about. */
 #define P11B_QUIRK_NO_DEINIT 0x1u     /* never call C_Finalize            */
-#define P11B_QUIRK_NO_LOGIN_CHECK 0x2u /* ignore PIN flags before login   */
+#define P11B_QUIRK_ECDH_DER 0x4u      /* ECDH peer point DER-wrapped     */
+#define P11B_QUIRK_ECDH_RAW 0x8u      /* ECDH peer point raw, never DER  */
 
 /* Operations a user can switch off (pkcs11-module-block-operations). */
 #define P11B_BLOCK_SIGNATURE 0x1u
@@ -51,6 +52,7 @@ enum p11b_login_behavior {
 #define P11B_BLOCK_KEYEXCH 0x4u
 #define P11B_BLOCK_ENCODER 0x8u
 #define P11B_BLOCK_STORE 0x10u
+#define P11B_BLOCK_DECODER 0x20u
 
 struct p11b_config {
     char *module_path;
@@ -101,6 +103,11 @@ int p11b_prov_match_slots(struct p11b_prov *prov, const struct p11b_uri *uri,
 int p11b_prov_login(struct p11b_prov *prov, struct p11b_slot *slot,
                     const struct p11b_uri *uri, OSSL_PASSPHRASE_CALLBACK *cb,
                     void *cbarg);
+
+/* C_Login(CKU_CONTEXT_SPECIFIC) on an operation's session, with the
+ * configured or cached PIN. Raises and returns 0 on failure. */
+struct p11b_session;
+int p11b_prov_context_login(struct p11b_prov *prov, struct p11b_session *sess);
 
 /* 1 if a PIN is available without asking anyone: the URI's, the
  * configured one, or one cached for the slot. */

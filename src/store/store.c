@@ -28,6 +28,7 @@
 #include "provider/errors.h"
 #include "provider/key.h"
 #include "provider/provider.h"
+#include "store/store.h"
 
 #define WANT_PRIV 0x1u
 #define WANT_PUB 0x2u
@@ -647,16 +648,18 @@ static int emit(struct store_ctx *ctx, struct store_item *it,
                 OSSL_CALLBACK *object_cb, void *object_cbarg)
 {
     OSSL_PARAM params[5], *p = params;
+    struct p11b_key_ref ref;
     int type;
 
     if (it->key != NULL) {
+        p11b_key_ref_init(&ref, it->key);
         type = OSSL_OBJECT_PKEY;
         *p++ = OSSL_PARAM_construct_int(OSSL_OBJECT_PARAM_TYPE, &type);
         *p++ = OSSL_PARAM_construct_utf8_string(
             OSSL_OBJECT_PARAM_DATA_TYPE,
             (char *)p11b_family_name(it->key->family), 0);
         *p++ = OSSL_PARAM_construct_octet_string(OSSL_OBJECT_PARAM_REFERENCE,
-                                                 &it->key, sizeof(it->key));
+                                                 &ref, sizeof(ref));
         *p++ = OSSL_PARAM_construct_utf8_string(OSSL_OBJECT_PARAM_DESC,
                                                 it->key->uri, 0);
     } else {
@@ -715,6 +718,35 @@ static int store_close(void *vctx)
     OPENSSL_free(ctx->alias);
     OPENSSL_free(ctx);
     return 1;
+}
+
+int p11b_store_load_key(struct p11b_prov *prov, const char *uri,
+                        int want_private, OSSL_PASSPHRASE_CALLBACK *pw_cb,
+                        void *pw_cbarg, struct p11b_key **out)
+{
+    struct store_ctx *ctx = store_open(prov, uri);
+    size_t i;
+    int ok;
+
+    if (ctx == NULL)
+        return 0;
+    ctx->expect = want_private ? OSSL_STORE_INFO_PKEY : OSSL_STORE_INFO_PUBKEY;
+    ctx->searched = 1;
+    ok = do_search(ctx, pw_cb, pw_cbarg);
+    for (i = 0; ok && i < ctx->nitems; i++) {
+        if (ctx->items[i].key != NULL &&
+            (!want_private || ctx->items[i].key->priv != NULL)) {
+            *out = p11b_key_up_ref(ctx->items[i].key);
+            break;
+        }
+    }
+    if (ok && i == ctx->nitems) {
+        P11B_RAISE(prov, P11B_R_URI_NO_MATCH, "no %s key at the URI",
+                   want_private ? "private" : "public");
+        ok = 0;
+    }
+    store_close(ctx);
+    return ok;
 }
 
 const OSSL_DISPATCH p11b_pkcs11_store_functions[] = {

@@ -1,0 +1,569 @@
+/*
+ * RSA decryption with token keys (PKCS#1 v1.5, OAEP, raw, and the TLS
+ * pre-master secret mode of libssl); encryption runs in software on the
+ * public half.
+ *
+ * Where the token cannot do the padding asked for (SoftHSM's OAEP knows
+ * SHA-1 only), it decrypts raw (CKM_RSA_X_509) and the padding is removed
+ * with OpenSSL's own constant-time checks. In the TLS mode a bad padding
+ * or version gives a random pre-master secret, chosen without a branch on
+ * the secret data, never an error (Bleichenbacher).
+ */
+#define OPENSSL_SUPPRESS_DEPRECATED /* RSA_padding_check_*: no EVP form */
+#include "config.h"
+
+#include <string.h>
+
+#include <openssl/core_dispatch.h>
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
+#include <openssl/rand.h>
+#include <openssl/rsa.h>
+
+#include "pkcs11/log.h"
+#include "pkcs11/names.h"
+#include "pkcs11/object.h"
+#include "pkcs11/slot.h"
+#include "provider/errors.h"
+#include "provider/key.h"
+#include "provider/provider.h"
+#include "provider/signature.h"
+
+#define TLS_PREMASTER_LEN 48
+/* OpenSSL's RSA_PKCS1_WITH_TLS_PADDING (not in its public headers). */
+#define P11B_RSA_TLS_PADDING 7
+
+struct rsa_cipher_ctx {
+    struct p11b_prov *prov;
+    struct p11b_key *key;
+    EVP_PKEY_CTX *soft; /* holds and checks every parameter */
+    int decrypt;
+};
+
+struct dec_settings {
+    int pad;
+    EVP_MD *oaep_md;
+    EVP_MD *mgf1_md;
+    void *label;
+    size_t label_len;
+    unsigned int client_version;
+    unsigned int alt_version;
+    size_t modlen;
+};
+
+static OSSL_FUNC_asym_cipher_newctx_fn rsac_newctx;
+static OSSL_FUNC_asym_cipher_encrypt_init_fn rsac_encrypt_init;
+static OSSL_FUNC_asym_cipher_encrypt_fn rsac_encrypt;
+static OSSL_FUNC_asym_cipher_decrypt_init_fn rsac_decrypt_init;
+static OSSL_FUNC_asym_cipher_decrypt_fn rsac_decrypt;
+static OSSL_FUNC_asym_cipher_freectx_fn rsac_freectx;
+static OSSL_FUNC_asym_cipher_dupctx_fn rsac_dupctx;
+static OSSL_FUNC_asym_cipher_get_ctx_params_fn rsac_get_ctx_params;
+static OSSL_FUNC_asym_cipher_gettable_ctx_params_fn rsac_gettable_ctx_params;
+static OSSL_FUNC_asym_cipher_set_ctx_params_fn rsac_set_ctx_params;
+static OSSL_FUNC_asym_cipher_settable_ctx_params_fn rsac_settable_ctx_params;
+
+static void *rsac_newctx(void *provctx)
+{
+    struct rsa_cipher_ctx *ctx = OPENSSL_zalloc(sizeof(*ctx));
+
+    if (ctx != NULL)
+        ctx->prov = provctx;
+    return ctx;
+}
+
+static int rsac_init(struct rsa_cipher_ctx *ctx, struct p11b_key *key,
+                     const OSSL_PARAM params[], int decrypt)
+{
+    if (key == NULL || key->pub_pkey == NULL ||
+        (decrypt && key->priv == NULL)) {
+        P11B_RAISE(ctx->prov, P11B_R_UNSUPPORTED_KEY,
+                   "%s: decryption needs a private key on the token",
+                   key != NULL && key->uri != NULL ? key->uri : "key");
+        return 0;
+    }
+    p11b_key_up_ref(key);
+    p11b_key_free(ctx->key);
+    ctx->key = key;
+    ctx->decrypt = decrypt;
+    EVP_PKEY_CTX_free(ctx->soft);
+    ctx->soft = EVP_PKEY_CTX_new_from_pkey(ctx->prov->libctx, key->pub_pkey,
+                                           P11B_SOFT_PROPQ);
+    /* The software side is always an encryption context: it accepts the
+     * same parameters and answers for them. */
+    return ctx->soft != NULL && EVP_PKEY_encrypt_init_ex(ctx->soft, params) > 0;
+}
+
+static int rsac_encrypt_init(void *vctx, void *key, const OSSL_PARAM params[])
+{
+    return rsac_init(vctx, key, params, 0);
+}
+
+static int rsac_decrypt_init(void *vctx, void *key, const OSSL_PARAM params[])
+{
+    return rsac_init(vctx, key, params, 1);
+}
+
+static int rsac_encrypt(void *vctx, unsigned char *out, size_t *outlen,
+                        size_t outsize, const unsigned char *in, size_t inlen)
+{
+    struct rsa_cipher_ctx *ctx = vctx;
+
+    if (ctx->decrypt)
+        return 0;
+    *outlen = outsize;
+    return EVP_PKEY_encrypt(ctx->soft, out, outlen, in, inlen) > 0;
+}
+
+/* ---- decryption ------------------------------------------------------- */
+
+static void settings_free(struct dec_settings *st)
+{
+    EVP_MD_free(st->oaep_md);
+    EVP_MD_free(st->mgf1_md);
+}
+
+static int read_settings(struct rsa_cipher_ctx *ctx, struct dec_settings *st)
+{
+    char md[64] = "", mgf1[64] = "";
+    OSSL_PARAM p[7];
+
+    memset(st, 0, sizeof(*st));
+    p[0] = OSSL_PARAM_construct_int(OSSL_ASYM_CIPHER_PARAM_PAD_MODE, &st->pad);
+    p[1] = OSSL_PARAM_construct_utf8_string(OSSL_ASYM_CIPHER_PARAM_OAEP_DIGEST,
+                                            md, sizeof(md));
+    p[2] = OSSL_PARAM_construct_utf8_string(OSSL_ASYM_CIPHER_PARAM_MGF1_DIGEST,
+                                            mgf1, sizeof(mgf1));
+    p[3] = OSSL_PARAM_construct_octet_ptr(OSSL_ASYM_CIPHER_PARAM_OAEP_LABEL,
+                                          &st->label, 0);
+    p[4] = OSSL_PARAM_construct_uint(
+        OSSL_ASYM_CIPHER_PARAM_TLS_CLIENT_VERSION, &st->client_version);
+    p[5] = OSSL_PARAM_construct_uint(
+        OSSL_ASYM_CIPHER_PARAM_TLS_NEGOTIATED_VERSION, &st->alt_version);
+    p[6] = OSSL_PARAM_construct_end();
+    if (!EVP_PKEY_CTX_get_params(ctx->soft, p))
+        return 0;
+    st->label_len = p[3].return_size;
+    if (st->label == NULL)
+        st->label_len = 0;
+    if (md[0] != '\0')
+        st->oaep_md = EVP_MD_fetch(ctx->prov->libctx, md, P11B_SOFT_PROPQ);
+    if (mgf1[0] != '\0')
+        st->mgf1_md = EVP_MD_fetch(ctx->prov->libctx, mgf1, P11B_SOFT_PROPQ);
+    st->modlen = (size_t)EVP_PKEY_get_size(ctx->key->pub_pkey);
+    return st->modlen > 0 && st->modlen <= 1024;
+}
+
+static int usable(struct rsa_cipher_ctx *ctx, CK_MECHANISM_TYPE mech)
+{
+    const struct p11b_obj *o = ctx->key->priv;
+    CK_ULONG i;
+
+    if (!p11b_slot_has_mechanism(o->slot, mech))
+        return 0;
+    if (o->n_allowed_mechs == 0)
+        return 1;
+    for (i = 0; i < o->n_allowed_mechs; i++) {
+        if (o->allowed_mechs[i] == mech)
+            return 1;
+    }
+    return 0;
+}
+
+static CK_RV decrypt_once(struct rsa_cipher_ctx *ctx, CK_MECHANISM *mech,
+                          const unsigned char *in, size_t inlen,
+                          unsigned char *out, size_t *outlen, int *raised)
+{
+    struct p11b_op op;
+    CK_ULONG len = *outlen;
+    CK_RV rv;
+
+    if (!p11b_key_op_begin(ctx->key, &op)) {
+        *raised = 1;
+        return CKR_GENERAL_ERROR;
+    }
+    ERR_set_mark(); /* a software token's own libcrypto errors stay out */
+    rv = op.f->C_DecryptInit(op.sess.h, mech, op.h);
+    ERR_pop_to_mark();
+    P11B_LOG(2, "C_DecryptInit(slot %lu, %s) -> %s", op.sess.slot->id,
+             p11b_mech_name(mech->mechanism), p11b_rv_name(rv));
+    if (rv == CKR_OK && !p11b_key_op_context_login(&op)) {
+        p11b_session_discard(&op.sess);
+        *raised = 1;
+        return CKR_GENERAL_ERROR;
+    }
+    if (rv == CKR_OK) {
+        ERR_set_mark();
+        rv = op.f->C_Decrypt(op.sess.h, (CK_BYTE *)in, (CK_ULONG)inlen, out,
+                             &len);
+        ERR_pop_to_mark();
+        /* Level 2 logs the result only: its text must not differ with
+         * the padding of the input. */
+        P11B_LOG(2, "C_Decrypt(%zu bytes) -> %s", inlen, p11b_rv_name(rv));
+    }
+    p11b_key_op_end(&op, rv);
+    if (rv == CKR_OK)
+        *outlen = len;
+    return rv;
+}
+
+/* C_Decrypt with one more try when the session or login was lost. */
+static CK_RV token_decrypt(struct rsa_cipher_ctx *ctx, CK_MECHANISM *mech,
+                           const unsigned char *in, size_t inlen,
+                           unsigned char *out, size_t *outlen, int *raised)
+{
+    size_t cap = *outlen;
+    CK_RV rv = CKR_OK;
+    int tries;
+
+    *raised = 0;
+    if (!p11b_key_check_mech_size(ctx->key, mech->mechanism)) {
+        *raised = 1;
+        return CKR_KEY_SIZE_RANGE;
+    }
+    for (tries = 0; tries < 2 && !*raised; tries++) {
+        *outlen = cap;
+        rv = decrypt_once(ctx, mech, in, inlen, out, outlen, raised);
+        if (rv == CKR_OK || !p11b_rv_retry(rv))
+            break;
+    }
+    return rv;
+}
+
+/* 1 if rv says something about the data (a padding or ciphertext the
+ * token refused), as opposed to the token, session or key. */
+static int rv_about_data(CK_RV rv)
+{
+    return !p11b_rv_is_token_gone(rv) && !p11b_rv_retry(rv) &&
+           rv != CKR_KEY_FUNCTION_NOT_PERMITTED && rv != CKR_PIN_EXPIRED &&
+           rv != CKR_MECHANISM_INVALID && rv != CKR_KEY_SIZE_RANGE;
+}
+
+static int fail(struct rsa_cipher_ctx *ctx, CK_RV rv, const char *what)
+{
+    /* Bleichenbacher: every failure that depends on the ciphertext reads
+     * the same, whichever check (the token's or ours) found it. */
+    if (rv_about_data(rv))
+        P11B_RAISE(ctx->prov, P11B_R_OPERATION_FAILED,
+                   "RSA decryption (%s) with %s failed", what,
+                   ctx->key->uri);
+    else
+        P11B_RAISE_RV(ctx->prov, P11B_R_OPERATION_FAILED, rv,
+                      "RSA decryption (%s) with %s", what, ctx->key->uri);
+    return 0;
+}
+
+/* Raw decryption into buf (modlen bytes). */
+static CK_RV decrypt_raw(struct rsa_cipher_ctx *ctx, const unsigned char *in,
+                         size_t inlen, unsigned char *buf, size_t modlen,
+                         int *raised)
+{
+    CK_MECHANISM mech = { CKM_RSA_X_509, NULL, 0 };
+    size_t len = modlen;
+    CK_RV rv = token_decrypt(ctx, &mech, in, inlen, buf, &len, raised);
+
+    /* Some tokens strip leading zero bytes of the raw result. */
+    if (rv == CKR_OK && len < modlen) {
+        memmove(buf + (modlen - len), buf, len);
+        memset(buf, 0, modlen - len);
+    }
+    return rv;
+}
+
+/* Branch-free byte mask: 0xff when a == b. */
+static unsigned char eq_mask(unsigned int a, unsigned int b)
+{
+    unsigned int x = a ^ b;
+
+    return (unsigned char)(((x | (0U - x)) >> (sizeof(x) * 8 - 1)) - 1U);
+}
+
+/* libssl's RSA key exchange: never an error, a random pre-master secret
+ * when anything is wrong, selected without branching on the secret. */
+static int decrypt_tls(struct rsa_cipher_ctx *ctx, const struct dec_settings *st,
+                       unsigned char *out, const unsigned char *in,
+                       size_t inlen)
+{
+    unsigned char buf[1024], pms[1024], rnd[TLS_PREMASTER_LEN], good;
+    CK_MECHANISM mech = { CKM_RSA_PKCS, NULL, 0 };
+    size_t len = st->modlen, i;
+    int raised = 0, n = -1;
+    CK_RV rv;
+
+    if (RAND_priv_bytes_ex(ctx->prov->libctx, rnd, sizeof(rnd), 0) <= 0)
+        return 0;
+    ERR_set_mark();
+    if (usable(ctx, CKM_RSA_X_509)) {
+        rv = decrypt_raw(ctx, in, inlen, buf, st->modlen, &raised);
+        if (rv == CKR_OK)
+            n = RSA_padding_check_PKCS1_type_2(pms, (int)st->modlen, buf,
+                                               (int)st->modlen,
+                                               (int)st->modlen);
+    } else {
+        rv = token_decrypt(ctx, &mech, in, inlen, pms, &len, &raised);
+        n = rv == CKR_OK ? (int)len : -1;
+    }
+    ERR_pop_to_mark(); /* no trace of the outcome */
+    good = eq_mask((unsigned int)n, TLS_PREMASTER_LEN);
+    good &= (unsigned char)(eq_mask(pms[0], (st->client_version >> 8) & 0xff) &
+                            eq_mask(pms[1], st->client_version & 0xff)) |
+            (unsigned char)(eq_mask(pms[0], (st->alt_version >> 8) & 0xff) &
+                            eq_mask(pms[1], st->alt_version & 0xff) &
+                            (unsigned char)~eq_mask(st->alt_version, 0));
+    for (i = 0; i < TLS_PREMASTER_LEN; i++)
+        out[i] = (unsigned char)((pms[i] & good) | (rnd[i] & ~good));
+    OPENSSL_cleanse(buf, sizeof(buf));
+    OPENSSL_cleanse(pms, sizeof(pms));
+    OPENSSL_cleanse(rnd, sizeof(rnd));
+    return 1;
+}
+
+/* OAEP and PKCS#1 v1.5 on a raw decryption, with OpenSSL's checks. */
+static int unpad_soft(struct rsa_cipher_ctx *ctx, const struct dec_settings *st,
+                      unsigned char *out, size_t *outlen, size_t outsize,
+                      const unsigned char *in, size_t inlen)
+{
+    unsigned char buf[1024];
+    int raised = 0, n = -1;
+    CK_RV rv = decrypt_raw(ctx, in, inlen, buf, st->modlen, &raised);
+
+    const char *mode = st->pad == RSA_PKCS1_OAEP_PADDING ? "OAEP"
+                                                          : "PKCS#1 v1.5";
+
+    if (raised)
+        return 0;
+    if (rv != CKR_OK)
+        return fail(ctx, rv, mode);
+    if (st->pad == RSA_PKCS1_OAEP_PADDING)
+        n = RSA_padding_check_PKCS1_OAEP_mgf1(
+            out, (int)outsize, buf, (int)st->modlen, (int)st->modlen,
+            st->label, (int)st->label_len, st->oaep_md,
+            st->mgf1_md != NULL ? st->mgf1_md : st->oaep_md);
+    else
+        n = RSA_padding_check_PKCS1_type_2(out, (int)outsize, buf,
+                                           (int)st->modlen, (int)st->modlen);
+    OPENSSL_cleanse(buf, sizeof(buf));
+    if (n < 0) {
+        ERR_clear_error(); /* theirs says which check failed: ours won't */
+        return fail(ctx, CKR_ENCRYPTED_DATA_INVALID, mode);
+    }
+    *outlen = (size_t)n;
+    return 1;
+}
+
+static int decrypt_oaep_token(struct rsa_cipher_ctx *ctx,
+                              const struct dec_settings *st, unsigned char *out,
+                              size_t *outlen, const unsigned char *in,
+                              size_t inlen, CK_RV *rv_out)
+{
+    const struct p11b_digest_mechs *dm = p11b_digest_mechs(st->oaep_md);
+    const struct p11b_digest_mechs *mgf = p11b_digest_mechs(
+        st->mgf1_md != NULL ? st->mgf1_md : st->oaep_md);
+    CK_RSA_PKCS_OAEP_PARAMS oaep;
+    CK_MECHANISM mech = { CKM_RSA_PKCS_OAEP, &oaep, sizeof(oaep) };
+    int raised = 0;
+
+    *rv_out = CKR_MECHANISM_INVALID;
+    if (dm == NULL || mgf == NULL || !usable(ctx, CKM_RSA_PKCS_OAEP))
+        return 0;
+    /* Tokens' support for OAEP labels is unreliable (SoftHSM ignores the
+     * label and then fails the check): with a label, and raw RSA at hand,
+     * the padding is checked here. */
+    if (st->label_len > 0 && usable(ctx, CKM_RSA_X_509)) {
+        *rv_out = CKR_MECHANISM_PARAM_INVALID;
+        return 0;
+    }
+    oaep.hashAlg = dm->hash;
+    oaep.mgf = mgf->mgf1;
+    /* CKZ_DATA_SPECIFIED even without a label: NSS refuses source 0. */
+    oaep.source = CKZ_DATA_SPECIFIED;
+    oaep.pSourceData = st->label;
+    oaep.ulSourceDataLen = st->label_len;
+    *rv_out = token_decrypt(ctx, &mech, in, inlen, out, outlen, &raised);
+    return raised ? -1 : *rv_out == CKR_OK;
+}
+
+/* The token refused the OAEP mechanism or its parameters, as opposed to
+ * the data. */
+static int oaep_refused(CK_RV rv)
+{
+    return rv == CKR_MECHANISM_INVALID || rv == CKR_MECHANISM_PARAM_INVALID ||
+           rv == CKR_ARGUMENTS_BAD;
+}
+
+static int rsac_decrypt(void *vctx, unsigned char *out, size_t *outlen,
+                        size_t outsize, const unsigned char *in, size_t inlen)
+{
+    struct rsa_cipher_ctx *ctx = vctx;
+    CK_MECHANISM mech = { CKM_RSA_PKCS, NULL, 0 };
+    struct dec_settings st;
+    int ok = 0, raised = 0, r;
+    CK_RV rv = CKR_OK;
+
+    if (!ctx->decrypt || !read_settings(ctx, &st))
+        return 0;
+    if (out == NULL) {
+        *outlen = st.modlen;
+        settings_free(&st);
+        return 1;
+    }
+    if (inlen > st.modlen) {
+        P11B_RAISE(ctx->prov, P11B_R_BAD_INPUT,
+                   "ciphertext of %zu bytes is longer than the %zu-byte "
+                   "modulus", inlen, st.modlen);
+        settings_free(&st);
+        return 0;
+    }
+    *outlen = outsize;
+    switch (st.pad) {
+    case P11B_RSA_TLS_PADDING:
+        ok = outsize >= TLS_PREMASTER_LEN && decrypt_tls(ctx, &st, out, in, inlen);
+        *outlen = TLS_PREMASTER_LEN;
+        break;
+    case RSA_NO_PADDING:
+        if (!usable(ctx, CKM_RSA_X_509) || outsize < st.modlen)
+            break;
+        rv = decrypt_raw(ctx, in, inlen, out, st.modlen, &raised);
+        ok = rv == CKR_OK;
+        *outlen = st.modlen;
+        if (!ok && !raised)
+            fail(ctx, rv, "raw");
+        settings_free(&st);
+        return ok;
+    case RSA_PKCS1_OAEP_PADDING:
+        r = decrypt_oaep_token(ctx, &st, out, outlen, in, inlen, &rv);
+        ok = r > 0;
+        if (r != 0)
+            break;
+        /* The token has no OAEP for this digest (SoftHSM: SHA-1 only):
+         * raw decryption, and OpenSSL's OAEP check here. */
+        if (oaep_refused(rv) && usable(ctx, CKM_RSA_X_509))
+            ok = unpad_soft(ctx, &st, out, outlen, outsize, in, inlen);
+        else
+            fail(ctx, rv, "OAEP");
+        break;
+    case RSA_PKCS1_PADDING:
+        if (usable(ctx, CKM_RSA_PKCS)) {
+            rv = token_decrypt(ctx, &mech, in, inlen, out, outlen, &raised);
+            ok = rv == CKR_OK;
+            if (!ok && !raised)
+                fail(ctx, rv, "PKCS#1 v1.5");
+        } else if (usable(ctx, CKM_RSA_X_509)) {
+            ok = unpad_soft(ctx, &st, out, outlen, outsize, in, inlen);
+        }
+        break;
+    default:
+        break;
+    }
+    if (!ok && ERR_peek_last_error() == 0)
+        P11B_RAISE(ctx->prov, P11B_R_MECH_UNSUPPORTED,
+                   "%s: no token mechanism for RSA padding mode %d",
+                   ctx->key->uri, st.pad);
+    settings_free(&st);
+    return ok;
+}
+
+/* ---- context ----------------------------------------------------------- */
+
+static void rsac_freectx(void *vctx)
+{
+    struct rsa_cipher_ctx *ctx = vctx;
+
+    if (ctx == NULL)
+        return;
+    EVP_PKEY_CTX_free(ctx->soft);
+    p11b_key_free(ctx->key);
+    OPENSSL_free(ctx);
+}
+
+static void *rsac_dupctx(void *vctx)
+{
+    struct rsa_cipher_ctx *src = vctx, *dst = rsac_newctx(src->prov);
+
+    if (dst == NULL)
+        return NULL;
+    dst->decrypt = src->decrypt;
+    dst->key = p11b_key_up_ref(src->key);
+    if (src->soft != NULL) {
+        dst->soft = EVP_PKEY_CTX_dup(src->soft);
+        if (dst->soft == NULL) {
+            rsac_freectx(dst);
+            return NULL;
+        }
+    }
+    return dst;
+}
+
+static int rsac_get_ctx_params(void *vctx, OSSL_PARAM params[])
+{
+    struct rsa_cipher_ctx *ctx = vctx;
+
+    return ctx->soft != NULL && EVP_PKEY_CTX_get_params(ctx->soft, params);
+}
+
+static const OSSL_PARAM rsac_gettable[] = {
+    OSSL_PARAM_utf8_string(OSSL_ASYM_CIPHER_PARAM_PAD_MODE, NULL, 0),
+    OSSL_PARAM_utf8_string(OSSL_ASYM_CIPHER_PARAM_OAEP_DIGEST, NULL, 0),
+    OSSL_PARAM_utf8_string(OSSL_ASYM_CIPHER_PARAM_MGF1_DIGEST, NULL, 0),
+    OSSL_PARAM_octet_ptr(OSSL_ASYM_CIPHER_PARAM_OAEP_LABEL, NULL, 0),
+    OSSL_PARAM_uint(OSSL_ASYM_CIPHER_PARAM_TLS_CLIENT_VERSION, NULL),
+    OSSL_PARAM_uint(OSSL_ASYM_CIPHER_PARAM_TLS_NEGOTIATED_VERSION, NULL),
+    OSSL_PARAM_END
+};
+
+static const OSSL_PARAM *rsac_gettable_ctx_params(void *vctx, void *provctx)
+{
+    (void)vctx;
+    (void)provctx;
+    return rsac_gettable;
+}
+
+static int rsac_set_ctx_params(void *vctx, const OSSL_PARAM params[])
+{
+    struct rsa_cipher_ctx *ctx = vctx;
+
+    if (params == NULL || params[0].key == NULL)
+        return 1;
+    return ctx->soft != NULL && EVP_PKEY_CTX_set_params(ctx->soft, params);
+}
+
+/* Every key goes to the software twin (rsac_set_ctx_params). */
+static const OSSL_PARAM rsac_settable[] = {
+    OSSL_PARAM_utf8_string(OSSL_ASYM_CIPHER_PARAM_PAD_MODE, NULL, 0),
+    OSSL_PARAM_utf8_string(OSSL_ASYM_CIPHER_PARAM_OAEP_DIGEST, NULL, 0),
+    OSSL_PARAM_utf8_string(OSSL_ASYM_CIPHER_PARAM_OAEP_DIGEST_PROPS, NULL, 0),
+    OSSL_PARAM_utf8_string(OSSL_ASYM_CIPHER_PARAM_MGF1_DIGEST, NULL, 0),
+    OSSL_PARAM_utf8_string(OSSL_ASYM_CIPHER_PARAM_MGF1_DIGEST_PROPS, NULL, 0),
+    OSSL_PARAM_octet_string(OSSL_ASYM_CIPHER_PARAM_OAEP_LABEL, NULL, 0),
+    OSSL_PARAM_uint(OSSL_ASYM_CIPHER_PARAM_TLS_CLIENT_VERSION, NULL),
+    OSSL_PARAM_uint(OSSL_ASYM_CIPHER_PARAM_TLS_NEGOTIATED_VERSION, NULL),
+    OSSL_PARAM_END
+};
+
+static const OSSL_PARAM *rsac_settable_ctx_params(void *vctx, void *provctx)
+{
+    (void)vctx;
+    (void)provctx;
+    return rsac_settable;
+}
+
+const OSSL_DISPATCH p11b_rsa_asym_cipher_functions[] = {
+    { OSSL_FUNC_ASYM_CIPHER_NEWCTX, (void (*)(void))rsac_newctx },
+    { OSSL_FUNC_ASYM_CIPHER_ENCRYPT_INIT, (void (*)(void))rsac_encrypt_init },
+    { OSSL_FUNC_ASYM_CIPHER_ENCRYPT, (void (*)(void))rsac_encrypt },
+    { OSSL_FUNC_ASYM_CIPHER_DECRYPT_INIT, (void (*)(void))rsac_decrypt_init },
+    { OSSL_FUNC_ASYM_CIPHER_DECRYPT, (void (*)(void))rsac_decrypt },
+    { OSSL_FUNC_ASYM_CIPHER_FREECTX, (void (*)(void))rsac_freectx },
+    { OSSL_FUNC_ASYM_CIPHER_DUPCTX, (void (*)(void))rsac_dupctx },
+    { OSSL_FUNC_ASYM_CIPHER_GET_CTX_PARAMS,
+      (void (*)(void))rsac_get_ctx_params },
+    { OSSL_FUNC_ASYM_CIPHER_GETTABLE_CTX_PARAMS,
+      (void (*)(void))rsac_gettable_ctx_params },
+    { OSSL_FUNC_ASYM_CIPHER_SET_CTX_PARAMS,
+      (void (*)(void))rsac_set_ctx_params },
+    { OSSL_FUNC_ASYM_CIPHER_SETTABLE_CTX_PARAMS,
+      (void (*)(void))rsac_settable_ctx_params },
+    { 0, NULL }
+};

@@ -1,0 +1,399 @@
+/*
+ * ECDH with token keys: CKM_ECDH1_DERIVE (or the cofactor variant) into a
+ * session-only CKK_GENERIC_SECRET object that is read once and destroyed.
+ *
+ * Tokens disagree on the form of the peer's point: PKCS#11 says raw
+ * (04 || X || Y), some want it DER-wrapped. The raw form is tried first;
+ * CKR_ARGUMENTS_BAD or CKR_DOMAIN_PARAMS_INVALID makes us try the DER form
+ * and remember it for the slot. The quirks ecdh-der-point and
+ * ecdh-raw-point force either.
+ */
+#include "config.h"
+
+#include <string.h>
+
+#include <openssl/bn.h>
+#include <openssl/core_dispatch.h>
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
+
+#include "pkcs11/log.h"
+#include "pkcs11/names.h"
+#include "pkcs11/object.h"
+#include "pkcs11/slot.h"
+#include "provider/errors.h"
+#include "provider/key.h"
+#include "provider/provider.h"
+
+struct ecdh_ctx {
+    struct p11b_prov *prov;
+    struct p11b_key *key;
+    struct p11b_key *peer;
+    int cofactor_mode; /* -1: the key's default (plain ECDH) */
+};
+
+static OSSL_FUNC_keyexch_newctx_fn ecdh_newctx;
+static OSSL_FUNC_keyexch_init_fn ecdh_init;
+static OSSL_FUNC_keyexch_set_peer_fn ecdh_set_peer;
+static OSSL_FUNC_keyexch_derive_fn ecdh_derive;
+static OSSL_FUNC_keyexch_freectx_fn ecdh_freectx;
+static OSSL_FUNC_keyexch_dupctx_fn ecdh_dupctx;
+static OSSL_FUNC_keyexch_set_ctx_params_fn ecdh_set_ctx_params;
+static OSSL_FUNC_keyexch_settable_ctx_params_fn ecdh_settable_ctx_params;
+static OSSL_FUNC_keyexch_get_ctx_params_fn ecdh_get_ctx_params;
+static OSSL_FUNC_keyexch_gettable_ctx_params_fn ecdh_gettable_ctx_params;
+
+static void *ecdh_newctx(void *provctx)
+{
+    struct ecdh_ctx *ctx = OPENSSL_zalloc(sizeof(*ctx));
+
+    if (ctx != NULL) {
+        ctx->prov = provctx;
+        ctx->cofactor_mode = -1;
+    }
+    return ctx;
+}
+
+static int ecdh_init(void *vctx, void *vkey, const OSSL_PARAM params[])
+{
+    struct ecdh_ctx *ctx = vctx;
+    struct p11b_key *key = vkey;
+
+    if (key == NULL || key->priv == NULL || key->family != P11B_FAMILY_EC) {
+        P11B_RAISE(ctx->prov, P11B_R_UNSUPPORTED_KEY,
+                   "ECDH needs an EC private key on the token");
+        return 0;
+    }
+    p11b_key_up_ref(key);
+    p11b_key_free(ctx->key);
+    ctx->key = key;
+    return ecdh_set_ctx_params(ctx, params);
+}
+
+static int ecdh_set_peer(void *vctx, void *vpeer)
+{
+    struct ecdh_ctx *ctx = vctx;
+    struct p11b_key *peer = vpeer;
+
+    if (peer == NULL || peer->pub_pkey == NULL)
+        return 0;
+    p11b_key_up_ref(peer);
+    p11b_key_free(ctx->peer);
+    ctx->peer = peer;
+    return 1;
+}
+
+/* 04 || X || Y of the peer, and its DER OCTET STRING form. */
+static int peer_point(struct ecdh_ctx *ctx, unsigned char *raw, size_t *rawlen,
+                      unsigned char *der, size_t *derlen)
+{
+    size_t n = 0;
+
+    if (!EVP_PKEY_get_octet_string_param(ctx->peer->pub_pkey,
+                                         OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY,
+                                         raw, *rawlen, &n) ||
+        n == 0 || n > 250)
+        return 0;
+    *rawlen = n;
+    der[0] = 0x04;
+    if (n < 0x80) {
+        der[1] = (unsigned char)n;
+        memcpy(der + 2, raw, n);
+        *derlen = n + 2;
+    } else {
+        der[1] = 0x81;
+        der[2] = (unsigned char)n;
+        memcpy(der + 3, raw, n);
+        *derlen = n + 3;
+    }
+    return 1;
+}
+
+static size_t secret_len(const struct ecdh_ctx *ctx)
+{
+    return ((size_t)EVP_PKEY_get_bits(ctx->key->pub_pkey) + 7) / 8;
+}
+
+/* Cofactor ECDH equals plain ECDH on curves of cofactor 1 (every prime
+ * curve in use): then the plain mechanism serves tokens that lack the
+ * cofactor one (SoftHSM). */
+static int cofactor_is_one(const struct ecdh_ctx *ctx)
+{
+    BIGNUM *h = NULL;
+    int one;
+
+    if (!EVP_PKEY_get_bn_param(ctx->key->pub_pkey, OSSL_PKEY_PARAM_EC_COFACTOR,
+                               &h)) {
+        ERR_clear_error();
+        return 0;
+    }
+    one = BN_is_one(h);
+    BN_free(h);
+    return one;
+}
+
+/* The peer must be on the key's curve: never hand a token a point of
+ * another group (invalid-curve attacks on tokens that do not check). */
+static int same_curve(struct ecdh_ctx *ctx)
+{
+    char a[64] = "", b[64] = "";
+
+    if (EVP_PKEY_get_utf8_string_param(ctx->key->pub_pkey,
+                                       OSSL_PKEY_PARAM_GROUP_NAME, a,
+                                       sizeof(a), NULL) &&
+        EVP_PKEY_get_utf8_string_param(ctx->peer->pub_pkey,
+                                       OSSL_PKEY_PARAM_GROUP_NAME, b,
+                                       sizeof(b), NULL) &&
+        strcmp(a, b) == 0)
+        return 1;
+    ERR_clear_error();
+    P11B_RAISE(ctx->prov, P11B_R_BAD_INPUT,
+               "the peer key is on curve '%s', the token key on '%s'",
+               b[0] != '\0' ? b : "?", a[0] != '\0' ? a : "?");
+    return 0;
+}
+
+/* C_DeriveKey into a session object, read CKA_VALUE, destroy it. */
+static CK_RV derive_once(struct ecdh_ctx *ctx, struct p11b_op *op,
+                         CK_MECHANISM *mech, unsigned char *out, size_t len)
+{
+    static CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+    static CK_KEY_TYPE kt = CKK_GENERIC_SECRET;
+    static CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+    CK_ULONG vlen = len;
+    CK_ATTRIBUTE tmpl[] = {
+        { CKA_CLASS, &cls, sizeof(cls) },   { CKA_KEY_TYPE, &kt, sizeof(kt) },
+        { CKA_TOKEN, &no, sizeof(no) },     { CKA_PRIVATE, &no, sizeof(no) },
+        { CKA_SENSITIVE, &no, sizeof(no) }, { CKA_EXTRACTABLE, &yes, sizeof(yes) },
+        { CKA_VALUE_LEN, &vlen, sizeof(vlen) },
+    };
+    CK_ATTRIBUTE val = { CKA_VALUE, out, len };
+    CK_OBJECT_HANDLE secret = CK_INVALID_HANDLE;
+    CK_RV rv, rv2;
+
+    rv = op->f->C_DeriveKey(op->sess.h, mech, op->h, tmpl, P11B_NELEM(tmpl),
+                            &secret);
+    P11B_LOG(2, "C_DeriveKey(slot %lu, %s) -> %s", op->sess.slot->id,
+             p11b_mech_name(mech->mechanism), p11b_rv_name(rv));
+    if (rv != CKR_OK)
+        return rv;
+    rv = op->f->C_GetAttributeValue(op->sess.h, secret, &val, 1);
+    P11B_LOG(2, "C_GetAttributeValue(derived secret) -> %s", p11b_rv_name(rv));
+    if (rv == CKR_OK && val.ulValueLen != len)
+        rv = CKR_KEY_SIZE_RANGE;
+    rv2 = op->f->C_DestroyObject(op->sess.h, secret);
+    P11B_LOG(2, "C_DestroyObject(derived secret) -> %s", p11b_rv_name(rv2));
+    return rv;
+}
+
+static int point_form_der(struct ecdh_ctx *ctx, struct p11b_slot *slot)
+{
+    if (ctx->prov->cfg.quirks & P11B_QUIRK_ECDH_DER)
+        return 1;
+    if (ctx->prov->cfg.quirks & P11B_QUIRK_ECDH_RAW)
+        return 0;
+    return p11b_slot_ecdh_der(slot) == 1;
+}
+
+static int may_switch_form(struct ecdh_ctx *ctx, CK_RV rv)
+{
+    return (rv == CKR_ARGUMENTS_BAD || rv == CKR_DOMAIN_PARAMS_INVALID ||
+            rv == CKR_MECHANISM_PARAM_INVALID) &&
+           !(ctx->prov->cfg.quirks & (P11B_QUIRK_ECDH_DER | P11B_QUIRK_ECDH_RAW));
+}
+
+static CK_RV derive_on_token(struct ecdh_ctx *ctx, unsigned char *out,
+                             size_t len, int *raised)
+{
+    unsigned char raw[256], der[260];
+    size_t rawlen = sizeof(raw), derlen = sizeof(der);
+    CK_ECDH1_DERIVE_PARAMS p = { CKD_NULL, 0, NULL, 0, NULL };
+    CK_MECHANISM mech = { CKM_ECDH1_DERIVE, &p, sizeof(p) };
+    struct p11b_slot *slot;
+    struct p11b_op op;
+    int der_form, tries, pref = -1, switched = 0;
+    CK_RV rv = CKR_OK;
+
+    *raised = 0;
+    if (!peer_point(ctx, raw, &rawlen, der, &derlen)) {
+        P11B_RAISE(ctx->prov, P11B_R_UNSUPPORTED_KEY, "peer key has no EC point");
+        *raised = 1;
+        return CKR_GENERAL_ERROR;
+    }
+    if (ctx->cofactor_mode == 1 && !cofactor_is_one(ctx))
+        mech.mechanism = CKM_ECDH1_COFACTOR_DERIVE;
+    if (!p11b_key_check_mech_size(ctx->key, mech.mechanism)) {
+        *raised = 1;
+        return CKR_KEY_SIZE_RANGE;
+    }
+    for (tries = 0; tries < 3; tries++) {
+        if (!p11b_key_op_begin(ctx->key, &op)) {
+            *raised = 1;
+            return CKR_GENERAL_ERROR;
+        }
+        if (pref < 0)
+            pref = point_form_der(ctx, op.sess.slot);
+        der_form = switched ? !pref : pref;
+        p.pPublicData = der_form ? der : raw;
+        p.ulPublicDataLen = der_form ? derlen : rawlen;
+        rv = derive_once(ctx, &op, &mech, out, len);
+        slot = op.sess.slot;
+        p11b_key_op_end(&op, rv);
+        if (rv == CKR_OK) {
+            p11b_slot_set_ecdh_der(slot, der_form); /* remember what worked */
+            break;
+        }
+        if (!switched && may_switch_form(ctx, rv)) {
+            switched = 1; /* the other form of the point, once */
+            continue;
+        }
+        if (!p11b_rv_retry(rv))
+            break;
+    }
+    return rv;
+}
+
+static int ecdh_derive(void *vctx, unsigned char *secret, size_t *secretlen,
+                       size_t outlen)
+{
+    struct ecdh_ctx *ctx = vctx;
+    size_t len;
+    int raised = 0;
+    CK_RV rv;
+
+    if (ctx->key == NULL || ctx->peer == NULL)
+        return 0;
+    len = secret_len(ctx);
+    if (secret == NULL) {
+        *secretlen = len;
+        return 1;
+    }
+    if (!same_curve(ctx))
+        return 0;
+    if (outlen < len) {
+        P11B_RAISE(ctx->prov, P11B_R_INTERNAL,
+                   "ECDH output buffer of %zu bytes, %zu needed", outlen, len);
+        return 0;
+    }
+    rv = derive_on_token(ctx, secret, len, &raised);
+    if (rv != CKR_OK) {
+        OPENSSL_cleanse(secret, len);
+        if (!raised)
+            P11B_RAISE_RV(ctx->prov, P11B_R_OPERATION_FAILED, rv,
+                          "C_DeriveKey (ECDH) with %s", ctx->key->uri);
+        return 0;
+    }
+    *secretlen = len;
+    return 1;
+}
+
+static void ecdh_freectx(void *vctx)
+{
+    struct ecdh_ctx *ctx = vctx;
+
+    if (ctx == NULL)
+        return;
+    p11b_key_free(ctx->key);
+    p11b_key_free(ctx->peer);
+    OPENSSL_free(ctx);
+}
+
+static void *ecdh_dupctx(void *vctx)
+{
+    struct ecdh_ctx *src = vctx, *dst = ecdh_newctx(src->prov);
+
+    if (dst == NULL)
+        return NULL;
+    dst->key = p11b_key_up_ref(src->key);
+    dst->peer = p11b_key_up_ref(src->peer);
+    dst->cofactor_mode = src->cofactor_mode;
+    return dst;
+}
+
+static int ecdh_set_ctx_params(void *vctx, const OSSL_PARAM params[])
+{
+    struct ecdh_ctx *ctx = vctx;
+    const OSSL_PARAM *p;
+    int mode;
+
+    if (params == NULL)
+        return 1;
+    p = OSSL_PARAM_locate_const(params, OSSL_EXCHANGE_PARAM_EC_ECDH_COFACTOR_MODE);
+    if (p != NULL) {
+        if (!OSSL_PARAM_get_int(p, &mode) || mode < -1 || mode > 1)
+            return 0;
+        ctx->cofactor_mode = mode;
+    }
+    p = OSSL_PARAM_locate_const(params, OSSL_EXCHANGE_PARAM_KDF_TYPE);
+    if (p != NULL) {
+        const char *kdf = NULL;
+
+        /* The secret comes out raw; a KDF on top is not offered yet. */
+        if (!OSSL_PARAM_get_utf8_string_ptr(p, &kdf) ||
+            (kdf != NULL && kdf[0] != '\0')) {
+            P11B_RAISE(ctx->prov, P11B_R_MECH_UNSUPPORTED,
+                       "ECDH with a KDF is not supported with token keys");
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static const OSSL_PARAM ecdh_settable[] = {
+    OSSL_PARAM_int(OSSL_EXCHANGE_PARAM_EC_ECDH_COFACTOR_MODE, NULL),
+    OSSL_PARAM_utf8_string(OSSL_EXCHANGE_PARAM_KDF_TYPE, NULL, 0),
+    OSSL_PARAM_END
+};
+
+static const OSSL_PARAM *ecdh_settable_ctx_params(void *vctx, void *provctx)
+{
+    (void)vctx;
+    (void)provctx;
+    return ecdh_settable;
+}
+
+static int ecdh_get_ctx_params(void *vctx, OSSL_PARAM params[])
+{
+    struct ecdh_ctx *ctx = vctx;
+    OSSL_PARAM *p;
+
+    p = OSSL_PARAM_locate(params, OSSL_EXCHANGE_PARAM_EC_ECDH_COFACTOR_MODE);
+    if (p != NULL &&
+        !OSSL_PARAM_set_int(p, ctx->cofactor_mode == 1 ? 1 : 0))
+        return 0;
+    p = OSSL_PARAM_locate(params, OSSL_EXCHANGE_PARAM_KDF_TYPE);
+    if (p != NULL && !OSSL_PARAM_set_utf8_string(p, ""))
+        return 0;
+    return 1;
+}
+
+static const OSSL_PARAM ecdh_gettable[] = {
+    OSSL_PARAM_int(OSSL_EXCHANGE_PARAM_EC_ECDH_COFACTOR_MODE, NULL),
+    OSSL_PARAM_utf8_string(OSSL_EXCHANGE_PARAM_KDF_TYPE, NULL, 0),
+    OSSL_PARAM_END
+};
+
+static const OSSL_PARAM *ecdh_gettable_ctx_params(void *vctx, void *provctx)
+{
+    (void)vctx;
+    (void)provctx;
+    return ecdh_gettable;
+}
+
+const OSSL_DISPATCH p11b_ecdh_keyexch_functions[] = {
+    { OSSL_FUNC_KEYEXCH_NEWCTX, (void (*)(void))ecdh_newctx },
+    { OSSL_FUNC_KEYEXCH_INIT, (void (*)(void))ecdh_init },
+    { OSSL_FUNC_KEYEXCH_SET_PEER, (void (*)(void))ecdh_set_peer },
+    { OSSL_FUNC_KEYEXCH_DERIVE, (void (*)(void))ecdh_derive },
+    { OSSL_FUNC_KEYEXCH_FREECTX, (void (*)(void))ecdh_freectx },
+    { OSSL_FUNC_KEYEXCH_DUPCTX, (void (*)(void))ecdh_dupctx },
+    { OSSL_FUNC_KEYEXCH_SET_CTX_PARAMS, (void (*)(void))ecdh_set_ctx_params },
+    { OSSL_FUNC_KEYEXCH_SETTABLE_CTX_PARAMS,
+      (void (*)(void))ecdh_settable_ctx_params },
+    { OSSL_FUNC_KEYEXCH_GET_CTX_PARAMS, (void (*)(void))ecdh_get_ctx_params },
+    { OSSL_FUNC_KEYEXCH_GETTABLE_CTX_PARAMS,
+      (void (*)(void))ecdh_gettable_ctx_params },
+    { 0, NULL }
+};

@@ -1,0 +1,128 @@
+/*
+ * Signatures with token keys, shared by the RSA and ECDSA families.
+ *
+ * Signing: the message is hashed in software (so the context can be
+ * duplicated at any time, as EVP_DigestSignFinal on OpenSSL 3.0 does) and
+ * the digest is signed on the token with the raw mechanism (CKM_RSA_PKCS
+ * with a DigestInfo, CKM_RSA_PKCS_PSS, CKM_ECDSA). When the token lacks
+ * the raw mechanism, a combined hash-and-sign one gets the whole message
+ * (kept in memory), and RSA falls back to CKM_RSA_X_509 with the padding
+ * done here.
+ *
+ * Everything public runs in software on the key's public half: parameter
+ * checks, AlgorithmIdentifiers, verification. A software context with the
+ * same settings is kept beside ours and answers those.
+ */
+#ifndef P11B_SIGNATURE_H
+#define P11B_SIGNATURE_H
+
+#include <openssl/core.h>
+#include <openssl/evp.h>
+
+#include "pkcs11/p11.h"
+
+struct p11b_prov;
+struct p11b_key;
+
+enum p11b_sig_op {
+    P11B_SIG_NONE = 0,
+    P11B_SIG_SIGN,
+    P11B_SIG_VERIFY,
+    P11B_SIG_DIGEST_SIGN,
+    P11B_SIG_DIGEST_VERIFY,
+};
+
+enum p11b_sig_kind {
+    P11B_SIG_RSA,
+    P11B_SIG_ECDSA,
+    P11B_SIG_EDDSA, /* one-shot over the message: no hashing of ours */
+};
+
+struct p11b_sig_ctx {
+    struct p11b_prov *prov;
+    struct p11b_key *key;
+    char *propq;
+    enum p11b_sig_op op;
+    enum p11b_sig_kind kind;
+
+    /* The software twin: EVP_PKEY_verify_init on the public half, or a
+     * DigestVerify context holding one. */
+    EVP_PKEY_CTX *soft;       /* owned unless soft_md holds it          */
+    EVP_MD_CTX *soft_md;
+
+    /* digest-sign */
+    EVP_MD_CTX *md_ctx;       /* software hash of the message           */
+    unsigned char *msg;       /* whole message, for a combined mechanism */
+    size_t msg_len;
+    int buffer_msg;
+};
+
+/* Mechanism plan for one signature, chosen by the family. */
+struct p11b_sig_plan {
+    CK_MECHANISM mech;
+    CK_RSA_PKCS_PSS_PARAMS pss;
+    int wants_message;        /* combined mechanism: sign the message   */
+};
+
+void *p11b_sig_newctx(void *provctx, const char *propq,
+                      enum p11b_sig_kind kind);
+void p11b_sig_freectx(void *vctx);
+void *p11b_sig_dupctx(void *vctx);
+int p11b_sig_init(void *vctx, void *keydata, const OSSL_PARAM params[],
+                  enum p11b_sig_op op);
+int p11b_sig_digest_init(void *vctx, const char *mdname, void *keydata,
+                         const OSSL_PARAM params[], enum p11b_sig_op op);
+int p11b_sig_verify(void *vctx, const unsigned char *sig, size_t siglen,
+                    const unsigned char *tbs, size_t tbslen);
+int p11b_sig_digest_sign_update(void *vctx, const unsigned char *data,
+                                size_t datalen);
+int p11b_sig_digest_verify_update(void *vctx, const unsigned char *data,
+                                  size_t datalen);
+int p11b_sig_digest_verify_final(void *vctx, const unsigned char *sig,
+                                 size_t siglen);
+int p11b_sig_get_ctx_params(void *vctx, OSSL_PARAM params[]);
+int p11b_sig_set_ctx_params(void *vctx, const OSSL_PARAM params[]);
+
+/* The digest the software twin was told to use, or NULL. */
+const EVP_MD *p11b_sig_md(struct p11b_sig_ctx *ctx, EVP_MD **fetched);
+
+/* The whole message of a digest-sign, or its digest: what the family's
+ * sign function gets. */
+int p11b_sig_digest_sign_input(struct p11b_sig_ctx *ctx, unsigned char *md,
+                               size_t *mdlen);
+
+/* C_SignInit + C_Sign with the key, retried once when the session or
+ * login was lost. out must hold *outlen bytes. A failure of the token is
+ * raised, or, when rv_out is given, only stored there for the caller to
+ * decide (p11b_sig_raise_rv); other failures are always raised. */
+int p11b_sig_token_sign(struct p11b_sig_ctx *ctx, CK_MECHANISM *mech,
+                        const unsigned char *in, size_t inlen,
+                        unsigned char *out, size_t *outlen, CK_RV *rv_out);
+void p11b_sig_raise_rv(struct p11b_sig_ctx *ctx, const CK_MECHANISM *mech,
+                       CK_RV rv);
+
+
+/* Cryptoki names of a digest: the hash mechanism, the MGF1 generator and
+ * the combined signature mechanisms; CK_UNAVAILABLE_INFORMATION where
+ * PKCS#11 (or our header) has none. */
+struct p11b_digest_mechs {
+    int nid;
+    CK_MECHANISM_TYPE hash;
+    CK_RSA_PKCS_MGF_TYPE mgf1;
+    CK_MECHANISM_TYPE rsa_pkcs;
+    CK_MECHANISM_TYPE rsa_pss;
+    CK_MECHANISM_TYPE ecdsa;
+};
+
+/* NULL for a digest we know no mechanisms of (SHA-3, ...). */
+const struct p11b_digest_mechs *p11b_digest_mechs(const EVP_MD *md);
+
+/* 1 if the key's token has the mechanism and the key allows it
+ * (CKA_ALLOWED_MECHANISMS). */
+int p11b_sig_usable(struct p11b_sig_ctx *ctx, CK_MECHANISM_TYPE mech);
+
+/* signature size for a NULL output buffer, or a check of sigsize. */
+int p11b_sig_size_check(struct p11b_sig_ctx *ctx, unsigned char *sig,
+                        size_t *siglen, size_t sigsize);
+
+#endif

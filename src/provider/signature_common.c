@@ -1,0 +1,452 @@
+/*
+ * Signature context shared by the RSA and ECDSA families (signature.h).
+ */
+#include "config.h"
+
+#include <string.h>
+
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/objects.h>
+#include <openssl/params.h>
+
+#include "pkcs11/log.h"
+#include "pkcs11/names.h"
+#include "pkcs11/object.h"
+#include "pkcs11/slot.h"
+#include "provider/errors.h"
+#include "provider/key.h"
+#include "provider/provider.h"
+#include "provider/signature.h"
+
+void *p11b_sig_newctx(void *provctx, const char *propq,
+                      enum p11b_sig_kind kind)
+{
+    struct p11b_sig_ctx *ctx = OPENSSL_zalloc(sizeof(*ctx));
+
+    if (ctx == NULL)
+        return NULL;
+    ctx->prov = provctx;
+    ctx->kind = kind;
+    if (propq != NULL) {
+        ctx->propq = OPENSSL_strdup(propq);
+        if (ctx->propq == NULL) {
+            OPENSSL_free(ctx);
+            return NULL;
+        }
+    }
+    return ctx;
+}
+
+/* Forget the operation, keep the provider and properties. */
+static void sig_reset(struct p11b_sig_ctx *ctx)
+{
+    if (ctx->soft_md != NULL)
+        EVP_MD_CTX_free(ctx->soft_md); /* owns ctx->soft */
+    else
+        EVP_PKEY_CTX_free(ctx->soft);
+    ctx->soft_md = NULL;
+    ctx->soft = NULL;
+    EVP_MD_CTX_free(ctx->md_ctx);
+    ctx->md_ctx = NULL;
+    OPENSSL_free(ctx->msg);
+    ctx->msg = NULL;
+    ctx->msg_len = 0;
+    ctx->buffer_msg = 0;
+    p11b_key_free(ctx->key);
+    ctx->key = NULL;
+    ctx->op = P11B_SIG_NONE;
+}
+
+void p11b_sig_freectx(void *vctx)
+{
+    struct p11b_sig_ctx *ctx = vctx;
+
+    if (ctx == NULL)
+        return;
+    sig_reset(ctx);
+    OPENSSL_free(ctx->propq);
+    OPENSSL_free(ctx);
+}
+
+static int dup_soft(const struct p11b_sig_ctx *src, struct p11b_sig_ctx *dst)
+{
+    if (src->soft_md != NULL) {
+        dst->soft_md = EVP_MD_CTX_new();
+        if (dst->soft_md == NULL ||
+            !EVP_MD_CTX_copy_ex(dst->soft_md, src->soft_md))
+            return 0;
+        dst->soft = EVP_MD_CTX_get_pkey_ctx(dst->soft_md);
+        return 1;
+    }
+    if (src->soft != NULL) {
+        dst->soft = EVP_PKEY_CTX_dup(src->soft);
+        return dst->soft != NULL;
+    }
+    return 1;
+}
+
+/* Deep copy: the hash state is ours, in software, so an operation in
+ * flight can always be duplicated. No session is held between calls. */
+void *p11b_sig_dupctx(void *vctx)
+{
+    const struct p11b_sig_ctx *src = vctx;
+    struct p11b_sig_ctx *dst = p11b_sig_newctx(src->prov, src->propq,
+                                               src->kind);
+
+    if (dst == NULL)
+        return NULL;
+    dst->op = src->op;
+    dst->key = p11b_key_up_ref(src->key);
+    dst->buffer_msg = src->buffer_msg;
+    if (!dup_soft(src, dst))
+        goto err;
+    if (src->md_ctx != NULL) {
+        dst->md_ctx = EVP_MD_CTX_new();
+        if (dst->md_ctx == NULL || !EVP_MD_CTX_copy_ex(dst->md_ctx, src->md_ctx))
+            goto err;
+    }
+    if (src->msg_len > 0) {
+        dst->msg = OPENSSL_memdup(src->msg, src->msg_len);
+        if (dst->msg == NULL)
+            goto err;
+        dst->msg_len = src->msg_len;
+    }
+    return dst;
+err:
+    p11b_sig_freectx(dst);
+    return NULL;
+}
+
+static int check_key(struct p11b_sig_ctx *ctx, struct p11b_key *key,
+                     enum p11b_sig_op op)
+{
+    if (key == NULL || key->pub_pkey == NULL) {
+        P11B_RAISE(ctx->prov, P11B_R_NO_PUBLIC_KEY, "key without public half");
+        return 0;
+    }
+    if ((op == P11B_SIG_SIGN || op == P11B_SIG_DIGEST_SIGN) &&
+        key->priv == NULL) {
+        P11B_RAISE(ctx->prov, P11B_R_UNSUPPORTED_KEY,
+                   "%s: signing needs a private key on the token",
+                   key->uri != NULL ? key->uri : "public key");
+        return 0;
+    }
+    return 1;
+}
+
+int p11b_sig_init(void *vctx, void *keydata, const OSSL_PARAM params[],
+                  enum p11b_sig_op op)
+{
+    struct p11b_sig_ctx *ctx = vctx;
+    struct p11b_key *key = keydata;
+
+    if (key == NULL)
+        key = ctx->key; /* re-init with the same key */
+    if (!check_key(ctx, key, op))
+        return 0;
+    p11b_key_up_ref(key);
+    sig_reset(ctx);
+    ctx->key = key;
+    ctx->op = op;
+    ctx->soft = EVP_PKEY_CTX_new_from_pkey(ctx->prov->libctx, key->pub_pkey,
+                                           P11B_SOFT_PROPQ);
+    if (ctx->soft == NULL || EVP_PKEY_verify_init_ex(ctx->soft, params) <= 0)
+        goto err;
+    return 1;
+err:
+    P11B_RAISE(ctx->prov, P11B_R_INTERNAL,
+               "cannot set up the software side of the signature");
+    sig_reset(ctx);
+    return 0;
+}
+
+/* A combined mechanism needs the message itself: keep it when the token
+ * has no raw mechanism for the family. */
+static int token_needs_message(struct p11b_sig_ctx *ctx)
+{
+    struct p11b_slot *slot = ctx->key->priv->slot;
+
+    if (ctx->kind == P11B_SIG_RSA)
+        return !p11b_slot_has_mechanism(slot, CKM_RSA_PKCS) &&
+               !p11b_slot_has_mechanism(slot, CKM_RSA_PKCS_PSS) &&
+               !p11b_slot_has_mechanism(slot, CKM_RSA_X_509);
+    return !p11b_slot_has_mechanism(slot, CKM_ECDSA);
+}
+
+int p11b_sig_digest_init(void *vctx, const char *mdname, void *keydata,
+                         const OSSL_PARAM params[], enum p11b_sig_op op)
+{
+    struct p11b_sig_ctx *ctx = vctx;
+    struct p11b_key *key = keydata != NULL ? keydata : ctx->key;
+    EVP_MD *md = NULL;
+
+    if (!check_key(ctx, key, op))
+        return 0;
+    p11b_key_up_ref(key);
+    sig_reset(ctx);
+    ctx->key = key;
+    ctx->op = op;
+    ctx->soft_md = EVP_MD_CTX_new();
+    if (ctx->soft_md == NULL ||
+        !EVP_DigestVerifyInit_ex(ctx->soft_md, &ctx->soft, mdname,
+                                 ctx->prov->libctx, P11B_SOFT_PROPQ,
+                                 key->pub_pkey, params))
+        goto err;
+    /* EdDSA signs the message itself, in one go: nothing to hash here. */
+    if (op == P11B_SIG_DIGEST_VERIFY || ctx->kind == P11B_SIG_EDDSA)
+        return 1;
+    if (!p11b_prov_module_ready(ctx->prov))
+        goto err_raised;
+    ctx->buffer_msg = token_needs_message(ctx);
+    ctx->md_ctx = EVP_MD_CTX_new();
+    if (p11b_sig_md(ctx, &md) == NULL || ctx->md_ctx == NULL ||
+        !EVP_DigestInit_ex2(ctx->md_ctx, md, NULL))
+        goto err;
+    EVP_MD_free(md);
+    return 1;
+err:
+    P11B_RAISE(ctx->prov, P11B_R_INTERNAL, "cannot set up digest %s",
+               mdname != NULL ? mdname : "(default)");
+err_raised:
+    EVP_MD_free(md);
+    sig_reset(ctx);
+    return 0;
+}
+
+const EVP_MD *p11b_sig_md(struct p11b_sig_ctx *ctx, EVP_MD **fetched)
+{
+    char name[64] = "";
+    OSSL_PARAM params[2];
+
+    *fetched = NULL;
+    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_SIGNATURE_PARAM_DIGEST,
+                                                 name, sizeof(name));
+    params[1] = OSSL_PARAM_construct_end();
+    if (ctx->soft == NULL || !EVP_PKEY_CTX_get_params(ctx->soft, params) ||
+        name[0] == '\0')
+        return NULL;
+    *fetched = EVP_MD_fetch(ctx->prov->libctx, name, P11B_SOFT_PROPQ);
+    return *fetched;
+}
+
+int p11b_sig_verify(void *vctx, const unsigned char *sig, size_t siglen,
+                    const unsigned char *tbs, size_t tbslen)
+{
+    struct p11b_sig_ctx *ctx = vctx;
+
+    if (ctx->op != P11B_SIG_VERIFY)
+        return 0;
+    return EVP_PKEY_verify(ctx->soft, sig, siglen, tbs, tbslen) == 1;
+}
+
+int p11b_sig_digest_sign_update(void *vctx, const unsigned char *data,
+                                size_t datalen)
+{
+    struct p11b_sig_ctx *ctx = vctx;
+    unsigned char *grown;
+
+    if (ctx->op != P11B_SIG_DIGEST_SIGN)
+        return 0;
+    if (ctx->buffer_msg && datalen > 0) {
+        grown = OPENSSL_realloc(ctx->msg, ctx->msg_len + datalen);
+        if (grown == NULL)
+            return 0;
+        memcpy(grown + ctx->msg_len, data, datalen);
+        ctx->msg = grown;
+        ctx->msg_len += datalen;
+    }
+    return EVP_DigestUpdate(ctx->md_ctx, data, datalen);
+}
+
+int p11b_sig_digest_verify_update(void *vctx, const unsigned char *data,
+                                  size_t datalen)
+{
+    struct p11b_sig_ctx *ctx = vctx;
+
+    if (ctx->op != P11B_SIG_DIGEST_VERIFY)
+        return 0;
+    return EVP_DigestVerifyUpdate(ctx->soft_md, data, datalen);
+}
+
+int p11b_sig_digest_verify_final(void *vctx, const unsigned char *sig,
+                                 size_t siglen)
+{
+    struct p11b_sig_ctx *ctx = vctx;
+
+    if (ctx->op != P11B_SIG_DIGEST_VERIFY)
+        return 0;
+    return EVP_DigestVerifyFinal(ctx->soft_md, sig, siglen) == 1;
+}
+
+int p11b_sig_digest_sign_input(struct p11b_sig_ctx *ctx, unsigned char *md,
+                               size_t *mdlen)
+{
+    EVP_MD_CTX *tmp = EVP_MD_CTX_new();
+    unsigned int len = 0;
+    int ok;
+
+    /* Finish a copy: the context stays usable for another final. */
+    ok = tmp != NULL && EVP_MD_CTX_copy_ex(tmp, ctx->md_ctx) &&
+         EVP_DigestFinal_ex(tmp, md, &len);
+    EVP_MD_CTX_free(tmp);
+    *mdlen = len;
+    return ok;
+}
+
+int p11b_sig_get_ctx_params(void *vctx, OSSL_PARAM params[])
+{
+    struct p11b_sig_ctx *ctx = vctx;
+
+    /* The AlgorithmIdentifier, digest, padding and salt length of the
+     * software twin are ours: it has the same settings. */
+    if (ctx == NULL || ctx->soft == NULL)
+        return 0;
+    return EVP_PKEY_CTX_get_params(ctx->soft, params);
+}
+
+int p11b_sig_set_ctx_params(void *vctx, const OSSL_PARAM params[])
+{
+    struct p11b_sig_ctx *ctx = vctx;
+
+    if (ctx == NULL)
+        return 0;
+    if (params == NULL || params[0].key == NULL)
+        return 1;
+    if (ctx->soft == NULL)
+        return 0;
+    /* The software side validates every value (digest names, padding
+     * modes, salt lengths, key restrictions) and keeps it. */
+    return EVP_PKEY_CTX_set_params(ctx->soft, params);
+}
+
+static int sign_once(struct p11b_sig_ctx *ctx, CK_MECHANISM *mech,
+                     const unsigned char *in, size_t inlen, unsigned char *out,
+                     size_t *outlen, CK_RV *rv_out)
+{
+    struct p11b_op op;
+    CK_ULONG len = *outlen;
+    CK_RV rv;
+
+    if (!p11b_key_op_begin(ctx->key, &op))
+        return 0;
+    /* A software token's own libcrypto errors stay out of our queue. */
+    ERR_set_mark();
+    rv = op.f->C_SignInit(op.sess.h, mech, op.h);
+    ERR_pop_to_mark();
+    P11B_LOG(2, "C_SignInit(slot %lu, %s) -> %s", op.sess.slot->id,
+             p11b_mech_name(mech->mechanism), p11b_rv_name(rv));
+    if (rv == CKR_OK && !p11b_key_op_context_login(&op)) {
+        p11b_session_discard(&op.sess); /* a sign operation is active */
+        return 0;
+    }
+    if (rv == CKR_OK) {
+        ERR_set_mark();
+        rv = op.f->C_Sign(op.sess.h, (CK_BYTE *)in, (CK_ULONG)inlen, out, &len);
+        ERR_pop_to_mark();
+        P11B_LOG(2, "C_Sign(%zu bytes) -> %s", inlen, p11b_rv_name(rv));
+    }
+    p11b_key_op_end(&op, rv);
+    *rv_out = rv;
+    if (rv == CKR_OK)
+        *outlen = len;
+    return 1;
+}
+
+void p11b_sig_raise_rv(struct p11b_sig_ctx *ctx, const CK_MECHANISM *mech,
+                       CK_RV rv)
+{
+    P11B_RAISE_RV(ctx->prov, P11B_R_OPERATION_FAILED, rv,
+                  "C_Sign with %s, key %s", p11b_mech_name(mech->mechanism),
+                  ctx->key->uri);
+}
+
+int p11b_sig_token_sign(struct p11b_sig_ctx *ctx, CK_MECHANISM *mech,
+                        const unsigned char *in, size_t inlen,
+                        unsigned char *out, size_t *outlen, CK_RV *rv_out)
+{
+    CK_RV rv = CKR_GENERAL_ERROR;
+    size_t cap = *outlen;
+    int tries;
+
+    if (rv_out != NULL)
+        *rv_out = rv;
+    if (!p11b_key_check_mech_size(ctx->key, mech->mechanism))
+        return 0;
+    for (tries = 0; tries < 2; tries++) {
+        *outlen = cap;
+        if (!sign_once(ctx, mech, in, inlen, out, outlen, &rv))
+            return 0;
+        /* Sessions or login lost under us: once more, afresh. */
+        if (rv == CKR_OK || !p11b_rv_retry(rv))
+            break;
+    }
+    if (rv_out != NULL)
+        *rv_out = rv;
+    if (rv == CKR_OK)
+        return 1;
+    if (rv_out == NULL)
+        p11b_sig_raise_rv(ctx, mech, rv);
+    return 0;
+}
+
+#define NONE CK_UNAVAILABLE_INFORMATION
+
+static const struct p11b_digest_mechs digest_mechs[] = {
+    { NID_sha1, CKM_SHA_1, CKG_MGF1_SHA1, CKM_SHA1_RSA_PKCS,
+      CKM_SHA1_RSA_PKCS_PSS, CKM_ECDSA_SHA1 },
+    { NID_sha224, CKM_SHA224, CKG_MGF1_SHA224, CKM_SHA224_RSA_PKCS,
+      CKM_SHA224_RSA_PKCS_PSS, CKM_ECDSA_SHA224 },
+    { NID_sha256, CKM_SHA256, CKG_MGF1_SHA256, CKM_SHA256_RSA_PKCS,
+      CKM_SHA256_RSA_PKCS_PSS, CKM_ECDSA_SHA256 },
+    { NID_sha384, CKM_SHA384, CKG_MGF1_SHA384, CKM_SHA384_RSA_PKCS,
+      CKM_SHA384_RSA_PKCS_PSS, CKM_ECDSA_SHA384 },
+    { NID_sha512, CKM_SHA512, CKG_MGF1_SHA512, CKM_SHA512_RSA_PKCS,
+      CKM_SHA512_RSA_PKCS_PSS, CKM_ECDSA_SHA512 },
+};
+
+const struct p11b_digest_mechs *p11b_digest_mechs(const EVP_MD *md)
+{
+    int nid = md != NULL ? EVP_MD_get_type(md) : NID_undef;
+    size_t i;
+
+    for (i = 0; i < P11B_NELEM(digest_mechs); i++) {
+        if (digest_mechs[i].nid == nid)
+            return &digest_mechs[i];
+    }
+    return NULL;
+}
+
+int p11b_sig_usable(struct p11b_sig_ctx *ctx, CK_MECHANISM_TYPE mech)
+{
+    const struct p11b_obj *o = ctx->key->priv;
+    CK_ULONG i;
+
+    if (mech == NONE || !p11b_slot_has_mechanism(o->slot, mech))
+        return 0;
+    if (o->n_allowed_mechs == 0) /* absent or empty: no restriction */
+        return 1;
+    for (i = 0; i < o->n_allowed_mechs; i++) {
+        if (o->allowed_mechs[i] == mech)
+            return 1;
+    }
+    return 0;
+}
+
+int p11b_sig_size_check(struct p11b_sig_ctx *ctx, unsigned char *sig,
+                        size_t *siglen, size_t sigsize)
+{
+    size_t need = (size_t)EVP_PKEY_get_size(ctx->key->pub_pkey);
+
+    if (sig == NULL) {
+        *siglen = need;
+        return 1;
+    }
+    if (sigsize < need) {
+        P11B_RAISE(ctx->prov, P11B_R_INTERNAL,
+                   "signature buffer of %zu bytes, %zu needed", sigsize, need);
+        return 0;
+    }
+    return 1;
+}

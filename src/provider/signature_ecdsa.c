@@ -1,0 +1,223 @@
+/*
+ * ECDSA with token keys: the digest is signed with CKM_ECDSA (or, on a
+ * token without it, the message with CKM_ECDSA_SHA*), and the token's raw
+ * r || s becomes the DER ECDSA-Sig-Value OpenSSL expects.
+ */
+#include "config.h"
+
+#include <string.h>
+
+#include <openssl/bn.h>
+#include <openssl/core_dispatch.h>
+#include <openssl/core_names.h>
+#include <openssl/ec.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
+
+#include "provider/errors.h"
+#include "provider/key.h"
+#include "provider/provider.h"
+#include "provider/signature.h"
+
+static OSSL_FUNC_signature_newctx_fn ecdsa_newctx;
+static OSSL_FUNC_signature_sign_init_fn ecdsa_sign_init;
+static OSSL_FUNC_signature_sign_fn ecdsa_sign;
+static OSSL_FUNC_signature_verify_init_fn ecdsa_verify_init;
+static OSSL_FUNC_signature_digest_sign_init_fn ecdsa_digest_sign_init;
+static OSSL_FUNC_signature_digest_sign_final_fn ecdsa_digest_sign_final;
+static OSSL_FUNC_signature_digest_verify_init_fn ecdsa_digest_verify_init;
+static OSSL_FUNC_signature_gettable_ctx_params_fn ecdsa_gettable_ctx_params;
+static OSSL_FUNC_signature_settable_ctx_params_fn ecdsa_settable_ctx_params;
+
+static void *ecdsa_newctx(void *provctx, const char *propq)
+{
+    return p11b_sig_newctx(provctx, propq, P11B_SIG_ECDSA);
+}
+
+static int ecdsa_sign_init(void *vctx, void *key, const OSSL_PARAM params[])
+{
+    return p11b_sig_init(vctx, key, params, P11B_SIG_SIGN);
+}
+
+static int ecdsa_verify_init(void *vctx, void *key, const OSSL_PARAM params[])
+{
+    return p11b_sig_init(vctx, key, params, P11B_SIG_VERIFY);
+}
+
+static int ecdsa_digest_sign_init(void *vctx, const char *mdname, void *key,
+                                  const OSSL_PARAM params[])
+{
+    return p11b_sig_digest_init(vctx, mdname, key, params,
+                                P11B_SIG_DIGEST_SIGN);
+}
+
+static int ecdsa_digest_verify_init(void *vctx, const char *mdname, void *key,
+                                    const OSSL_PARAM params[])
+{
+    return p11b_sig_digest_init(vctx, mdname, key, params,
+                                P11B_SIG_DIGEST_VERIFY);
+}
+
+/* r || s, each half the length, into DER. */
+int p11b_ecdsa_raw_to_der(const unsigned char *raw, size_t rawlen,
+                          unsigned char *der, size_t *derlen);
+int p11b_ecdsa_raw_to_der(const unsigned char *raw, size_t rawlen,
+                          unsigned char *der, size_t *derlen)
+{
+    ECDSA_SIG *sig = ECDSA_SIG_new();
+    BIGNUM *r, *s;
+    unsigned char *p = der;
+    int len = 0;
+
+    if (sig == NULL || rawlen == 0 || rawlen % 2 != 0) {
+        ECDSA_SIG_free(sig);
+        return 0;
+    }
+    r = BN_bin2bn(raw, (int)(rawlen / 2), NULL);
+    s = BN_bin2bn(raw + rawlen / 2, (int)(rawlen / 2), NULL);
+    if (r == NULL || s == NULL || !ECDSA_SIG_set0(sig, r, s)) {
+        BN_free(r);
+        BN_free(s);
+    } else if (i2d_ECDSA_SIG(sig, NULL) <= (int)*derlen) {
+        len = i2d_ECDSA_SIG(sig, &p);
+    }
+    ECDSA_SIG_free(sig);
+    *derlen = len > 0 ? (size_t)len : 0;
+    return len > 0;
+}
+
+static int ecdsa_sign_digest(struct p11b_sig_ctx *ctx, unsigned char *sig,
+                             size_t *siglen, const unsigned char *tbs,
+                             size_t tbslen)
+{
+    const struct p11b_digest_mechs *dm;
+    CK_MECHANISM mech = { CKM_ECDSA, NULL, 0 };
+    unsigned char raw[256];
+    size_t rawlen = sizeof(raw);
+    EVP_MD *md = NULL;
+    int ok;
+
+    dm = p11b_digest_mechs(p11b_sig_md(ctx, &md));
+    /* A precomputed digest must have the digest's size. */
+    if (md != NULL && tbslen != (size_t)EVP_MD_get_size(md) &&
+        ctx->op == P11B_SIG_SIGN) {
+        P11B_RAISE(ctx->prov, P11B_R_BAD_INPUT,
+                   "input of %zu bytes is not a %s digest (%d bytes)", tbslen,
+                   EVP_MD_get0_name(md), EVP_MD_get_size(md));
+        EVP_MD_free(md);
+        return 0;
+    }
+    EVP_MD_free(md);
+    if (!p11b_sig_usable(ctx, CKM_ECDSA)) {
+        if (!ctx->buffer_msg || dm == NULL || !p11b_sig_usable(ctx, dm->ecdsa)) {
+            P11B_RAISE(ctx->prov, P11B_R_MECH_UNSUPPORTED,
+                       "%s: the token (or the key's CKA_ALLOWED_MECHANISMS) "
+                       "allows neither CKM_ECDSA nor a CKM_ECDSA_SHA* "
+                       "mechanism for this digest", ctx->key->uri);
+            return 0;
+        }
+        mech.mechanism = dm->ecdsa;
+        tbs = ctx->msg != NULL ? ctx->msg : (const unsigned char *)"";
+        tbslen = ctx->msg_len;
+    }
+    ok = p11b_sig_token_sign(ctx, &mech, tbs, tbslen, raw, &rawlen, NULL);
+    if (ok && !p11b_ecdsa_raw_to_der(raw, rawlen, sig, siglen)) {
+        P11B_RAISE(ctx->prov, P11B_R_OPERATION_FAILED,
+                   "the token's ECDSA signature (%zu bytes) is not r || s",
+                   rawlen);
+        ok = 0;
+    }
+    return ok;
+}
+
+static int ecdsa_sign(void *vctx, unsigned char *sig, size_t *siglen,
+                      size_t sigsize, const unsigned char *tbs, size_t tbslen)
+{
+    struct p11b_sig_ctx *ctx = vctx;
+
+    if (ctx->op != P11B_SIG_SIGN ||
+        !p11b_sig_size_check(ctx, sig, siglen, sigsize))
+        return 0;
+    if (sig == NULL)
+        return 1;
+    *siglen = sigsize;
+    return ecdsa_sign_digest(ctx, sig, siglen, tbs, tbslen);
+}
+
+static int ecdsa_digest_sign_final(void *vctx, unsigned char *sig,
+                                   size_t *siglen, size_t sigsize)
+{
+    struct p11b_sig_ctx *ctx = vctx;
+    unsigned char md[EVP_MAX_MD_SIZE];
+    size_t mdlen = 0;
+
+    if (ctx->op != P11B_SIG_DIGEST_SIGN ||
+        !p11b_sig_size_check(ctx, sig, siglen, sigsize))
+        return 0;
+    if (sig == NULL)
+        return 1;
+    if (!p11b_sig_digest_sign_input(ctx, md, &mdlen))
+        return 0;
+    *siglen = sigsize;
+    return ecdsa_sign_digest(ctx, sig, siglen, md, mdlen);
+}
+
+/* Keep these tables next to p11b_sig_set_ctx_params / get_ctx_params,
+ * which hand every key to the software twin. */
+static const OSSL_PARAM ecdsa_settable[] = {
+    OSSL_PARAM_utf8_string(OSSL_SIGNATURE_PARAM_DIGEST, NULL, 0),
+    OSSL_PARAM_utf8_string(OSSL_SIGNATURE_PARAM_PROPERTIES, NULL, 0),
+    OSSL_PARAM_END
+};
+
+static const OSSL_PARAM *ecdsa_settable_ctx_params(void *vctx, void *provctx)
+{
+    (void)vctx;
+    (void)provctx;
+    return ecdsa_settable;
+}
+
+static const OSSL_PARAM ecdsa_gettable[] = {
+    OSSL_PARAM_octet_string(OSSL_SIGNATURE_PARAM_ALGORITHM_ID, NULL, 0),
+    OSSL_PARAM_utf8_string(OSSL_SIGNATURE_PARAM_DIGEST, NULL, 0),
+    OSSL_PARAM_END
+};
+
+static const OSSL_PARAM *ecdsa_gettable_ctx_params(void *vctx, void *provctx)
+{
+    (void)vctx;
+    (void)provctx;
+    return ecdsa_gettable;
+}
+
+const OSSL_DISPATCH p11b_ecdsa_signature_functions[] = {
+    { OSSL_FUNC_SIGNATURE_NEWCTX, (void (*)(void))ecdsa_newctx },
+    { OSSL_FUNC_SIGNATURE_SIGN_INIT, (void (*)(void))ecdsa_sign_init },
+    { OSSL_FUNC_SIGNATURE_SIGN, (void (*)(void))ecdsa_sign },
+    { OSSL_FUNC_SIGNATURE_VERIFY_INIT, (void (*)(void))ecdsa_verify_init },
+    { OSSL_FUNC_SIGNATURE_VERIFY, (void (*)(void))p11b_sig_verify },
+    { OSSL_FUNC_SIGNATURE_DIGEST_SIGN_INIT,
+      (void (*)(void))ecdsa_digest_sign_init },
+    { OSSL_FUNC_SIGNATURE_DIGEST_SIGN_UPDATE,
+      (void (*)(void))p11b_sig_digest_sign_update },
+    { OSSL_FUNC_SIGNATURE_DIGEST_SIGN_FINAL,
+      (void (*)(void))ecdsa_digest_sign_final },
+    { OSSL_FUNC_SIGNATURE_DIGEST_VERIFY_INIT,
+      (void (*)(void))ecdsa_digest_verify_init },
+    { OSSL_FUNC_SIGNATURE_DIGEST_VERIFY_UPDATE,
+      (void (*)(void))p11b_sig_digest_verify_update },
+    { OSSL_FUNC_SIGNATURE_DIGEST_VERIFY_FINAL,
+      (void (*)(void))p11b_sig_digest_verify_final },
+    { OSSL_FUNC_SIGNATURE_FREECTX, (void (*)(void))p11b_sig_freectx },
+    { OSSL_FUNC_SIGNATURE_DUPCTX, (void (*)(void))p11b_sig_dupctx },
+    { OSSL_FUNC_SIGNATURE_GET_CTX_PARAMS,
+      (void (*)(void))p11b_sig_get_ctx_params },
+    { OSSL_FUNC_SIGNATURE_GETTABLE_CTX_PARAMS,
+      (void (*)(void))ecdsa_gettable_ctx_params },
+    { OSSL_FUNC_SIGNATURE_SET_CTX_PARAMS,
+      (void (*)(void))p11b_sig_set_ctx_params },
+    { OSSL_FUNC_SIGNATURE_SETTABLE_CTX_PARAMS,
+      (void (*)(void))ecdsa_settable_ctx_params },
+    { 0, NULL }
+};
