@@ -20,4 +20,14 @@ int p11b_km_import(void *keydata, int selection, const OSSL_PARAM params[]);
 int p11b_km_export(void *keydata, int selection, OSSL_CALLBACK *cb,
                    void *cbarg);
 
+/* Key generation on the token (keymgmt_gen.c). */
+#define P11B_GEN_PARAM_URI "pkcs11_uri"
+#define P11B_GEN_PARAM_USAGE "pkcs11_key_usage"
+
+void *p11b_km_gen_init(void *provctx, int selection, const OSSL_PARAM params[],
+                       enum p11b_key_family family);
+int p11b_km_gen_set_params(void *genctx, const OSSL_PARAM params[]);
+void *p11b_km_gen(void *genctx, OSSL_CALLBACK *cb, void *cbarg);
+void p11b_km_gen_cleanup(void *genctx);
+
 #endif

@@ -16,6 +16,8 @@ static OSSL_FUNC_keymgmt_load_fn ec_load;
 static OSSL_FUNC_keymgmt_gettable_params_fn ec_gettable_params;
 static OSSL_FUNC_keymgmt_import_types_fn ec_io_types;
 static OSSL_FUNC_keymgmt_query_operation_name_fn ec_query_operation_name;
+static OSSL_FUNC_keymgmt_gen_init_fn ec_gen_init;
+static OSSL_FUNC_keymgmt_gen_settable_params_fn ec_gen_settable_params;
 
 static void *ec_new(void *provctx)
 {
@@ -25,6 +27,27 @@ static void *ec_new(void *provctx)
 static void *ec_load(const void *reference, size_t reference_sz)
 {
     return p11b_km_load(reference, reference_sz, P11B_FAMILY_EC);
+}
+
+static void *ec_gen_init(void *provctx, int selection,
+                         const OSSL_PARAM params[])
+{
+    return p11b_km_gen_init(provctx, selection, params, P11B_FAMILY_EC);
+}
+
+/* Keep next to p11b_km_gen_set_params, which takes these keys. */
+static const OSSL_PARAM ec_gen_settable[] = {
+    OSSL_PARAM_utf8_string(P11B_GEN_PARAM_URI, NULL, 0),
+    OSSL_PARAM_utf8_string(P11B_GEN_PARAM_USAGE, NULL, 0),
+    OSSL_PARAM_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, NULL, 0),
+    OSSL_PARAM_END
+};
+
+static const OSSL_PARAM *ec_gen_settable_params(void *genctx, void *provctx)
+{
+    (void)genctx;
+    (void)provctx;
+    return ec_gen_settable;
 }
 
 static const OSSL_PARAM ec_gettable[] = {
@@ -71,6 +94,12 @@ static const char *ec_query_operation_name(int operation_id)
 
 const OSSL_DISPATCH p11b_ec_keymgmt_functions[] = {
     { OSSL_FUNC_KEYMGMT_NEW, (void (*)(void))ec_new },
+    { OSSL_FUNC_KEYMGMT_GEN_INIT, (void (*)(void))ec_gen_init },
+    { OSSL_FUNC_KEYMGMT_GEN_SET_PARAMS, (void (*)(void))p11b_km_gen_set_params },
+    { OSSL_FUNC_KEYMGMT_GEN_SETTABLE_PARAMS,
+      (void (*)(void))ec_gen_settable_params },
+    { OSSL_FUNC_KEYMGMT_GEN, (void (*)(void))p11b_km_gen },
+    { OSSL_FUNC_KEYMGMT_GEN_CLEANUP, (void (*)(void))p11b_km_gen_cleanup },
     { OSSL_FUNC_KEYMGMT_FREE, (void (*)(void))p11b_km_free },
     { OSSL_FUNC_KEYMGMT_LOAD, (void (*)(void))ec_load },
     { OSSL_FUNC_KEYMGMT_GET_PARAMS, (void (*)(void))p11b_km_get_params },

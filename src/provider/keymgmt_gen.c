@@ -1,0 +1,420 @@
+/*
+ * Key generation on the token: `openssl genpkey -propquery provider=pkcs11
+ * -algorithm RSA|RSA-PSS|EC|ED25519|ED448 -pkeyopt pkcs11_uri:'pkcs11:...'`.
+ *
+ * The key pair is made by C_GenerateKeyPair, stored on the token with the
+ * same CKA_ID and CKA_LABEL on both halves, and the private half is
+ * sensitive and never extractable. What OpenSSL gets back is the usual
+ * reference, loaded through the store like any other key.
+ */
+#include "config.h"
+
+#include <string.h>
+
+#include <openssl/core_dispatch.h>
+#include <openssl/core_names.h>
+#include <openssl/ec.h>
+#include <openssl/err.h>
+#include <openssl/objects.h>
+#include <openssl/params.h>
+#include <openssl/rand.h>
+
+#include "pkcs11/log.h"
+#include "pkcs11/names.h"
+#include "pkcs11/object.h"
+#include "pkcs11/session.h"
+#include "pkcs11/slot.h"
+#include "pkcs11/uri.h"
+#include "provider/errors.h"
+#include "provider/keymgmt.h"
+#include "provider/provider.h"
+#include "store/store.h"
+
+#define USAGE_SIGN 0x1u
+#define USAGE_DECRYPT 0x2u
+#define USAGE_DERIVE 0x4u
+
+struct p11b_gen_ctx {
+    struct p11b_prov *prov;
+    enum p11b_key_family family;
+    char *uri;
+    size_t bits;
+    unsigned long e;
+    char group[64];
+    unsigned int usage; /* 0: the family's default */
+};
+
+/* What the template of one generation holds. */
+struct gen_tmpl {
+    CK_ATTRIBUTE pub[10], priv[12];
+    CK_ULONG npub, npriv;
+    CK_MECHANISM mech;
+    CK_KEY_TYPE kt;
+    CK_ULONG bits;
+    CK_MECHANISM_TYPE allowed[6];
+    unsigned char e[8];
+    unsigned char params[64];
+    unsigned char id[16];
+    const void *id_ptr; /* the URI's id, or ours */
+    CK_ULONG id_len;
+};
+
+static CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+
+void *p11b_km_gen_init(void *provctx, int selection, const OSSL_PARAM params[],
+                       enum p11b_key_family family)
+{
+    struct p11b_gen_ctx *g;
+
+    if (!(selection & OSSL_KEYMGMT_SELECT_KEYPAIR))
+        return NULL;
+    g = OPENSSL_zalloc(sizeof(*g));
+    if (g == NULL)
+        return NULL;
+    g->prov = provctx;
+    g->family = family;
+    g->bits = 2048;
+    g->e = 65537;
+    strcpy(g->group, "prime256v1");
+    if (!p11b_km_gen_set_params(g, params)) {
+        p11b_km_gen_cleanup(g);
+        return NULL;
+    }
+    return g;
+}
+
+static int parse_usage(struct p11b_gen_ctx *g, const char *s)
+{
+    static const struct {
+        const char *word;
+        unsigned int flag;
+    } words[] = {
+        { "sign", USAGE_SIGN }, { "decrypt", USAGE_DECRYPT },
+        { "derive", USAGE_DERIVE },
+    };
+    size_t len, i;
+
+    g->usage = 0;
+    while (*s != '\0') {
+        s += strspn(s, " ,");
+        len = strcspn(s, " ,");
+        if (len == 0)
+            break;
+        for (i = 0; i < P11B_NELEM(words); i++) {
+            if (strlen(words[i].word) == len && strncmp(words[i].word, s, len) == 0)
+                break;
+        }
+        if (i == P11B_NELEM(words)) {
+            P11B_RAISE(g->prov, P11B_R_BAD_INPUT,
+                       "pkcs11_key_usage: unknown usage '%.*s' (sign, "
+                       "decrypt, derive)", (int)len, s);
+            return 0;
+        }
+        g->usage |= words[i].flag;
+        s += len;
+    }
+    return 1;
+}
+
+int p11b_km_gen_set_params(void *genctx, const OSSL_PARAM params[])
+{
+    struct p11b_gen_ctx *g = genctx;
+    const OSSL_PARAM *p;
+    const char *s = NULL;
+    char *group = g->group;
+
+    if (params == NULL)
+        return 1;
+    p = OSSL_PARAM_locate_const(params, P11B_GEN_PARAM_URI);
+    if (p != NULL) {
+        OPENSSL_free(g->uri);
+        g->uri = NULL;
+        if (!OSSL_PARAM_get_utf8_string(p, &g->uri, 0))
+            return 0;
+    }
+    p = OSSL_PARAM_locate_const(params, OSSL_PKEY_PARAM_RSA_BITS);
+    if (p != NULL && !OSSL_PARAM_get_size_t(p, &g->bits))
+        return 0;
+    p = OSSL_PARAM_locate_const(params, OSSL_PKEY_PARAM_RSA_E);
+    if (p != NULL && !OSSL_PARAM_get_ulong(p, &g->e))
+        return 0;
+    p = OSSL_PARAM_locate_const(params, OSSL_PKEY_PARAM_GROUP_NAME);
+    if (p != NULL && !OSSL_PARAM_get_utf8_string(p, &group, sizeof(g->group)))
+        return 0;
+    p = OSSL_PARAM_locate_const(params, P11B_GEN_PARAM_USAGE);
+    if (p != NULL &&
+        (!OSSL_PARAM_get_utf8_string_ptr(p, &s) || !parse_usage(g, s)))
+        return 0;
+    return 1;
+}
+
+void p11b_km_gen_cleanup(void *genctx)
+{
+    struct p11b_gen_ctx *g = genctx;
+
+    if (g == NULL)
+        return;
+    OPENSSL_free(g->uri);
+    OPENSSL_free(g);
+}
+
+/* ---- templates ----------------------------------------------------------- */
+
+static void add(CK_ATTRIBUTE *t, CK_ULONG *n, CK_ATTRIBUTE_TYPE type,
+                void *value, CK_ULONG len)
+{
+    t[*n].type = type;
+    t[*n].pValue = value;
+    t[*n].ulValueLen = len;
+    (*n)++;
+}
+
+/* An RSA-PSS key is an RSA key its token allows for PSS only: that is
+ * what makes it load as RSA-PSS again. */
+static void add_pss_only(struct gen_tmpl *t)
+{
+    static const CK_MECHANISM_TYPE pss[] = {
+        CKM_RSA_PKCS_PSS,        CKM_SHA1_RSA_PKCS_PSS,
+        CKM_SHA224_RSA_PKCS_PSS, CKM_SHA256_RSA_PKCS_PSS,
+        CKM_SHA384_RSA_PKCS_PSS, CKM_SHA512_RSA_PKCS_PSS,
+    };
+
+    memcpy(t->allowed, pss, sizeof(pss));
+    add(t->priv, &t->npriv, CKA_ALLOWED_MECHANISMS, t->allowed, sizeof(pss));
+}
+
+static unsigned int default_usage(enum p11b_key_family f)
+{
+    if (p11b_family_is_rsa(f))
+        return USAGE_SIGN | USAGE_DECRYPT;
+    if (f == P11B_FAMILY_EC)
+        return USAGE_SIGN | USAGE_DERIVE;
+    return USAGE_SIGN;
+}
+
+/* DER of the curve's OID for CKA_EC_PARAMS. */
+static int curve_params(struct p11b_gen_ctx *g, struct gen_tmpl *t,
+                        CK_ULONG *len)
+{
+    int nid = NID_undef;
+    unsigned char *p = t->params;
+    ASN1_OBJECT *oid;
+
+    if (g->family == P11B_FAMILY_ED25519)
+        nid = NID_ED25519;
+    else if (g->family == P11B_FAMILY_ED448)
+        nid = NID_ED448;
+    else
+        nid = OBJ_txt2nid(g->group);
+    if (nid == NID_undef)
+        nid = EC_curve_nist2nid(g->group);
+    oid = OBJ_nid2obj(nid);
+    if (nid == NID_undef || oid == NULL || i2d_ASN1_OBJECT(oid, NULL) <= 0 ||
+        i2d_ASN1_OBJECT(oid, NULL) > (int)sizeof(t->params)) {
+        P11B_RAISE(g->prov, P11B_R_UNSUPPORTED_KEY, "unknown curve '%s'",
+                   g->group);
+        return 0;
+    }
+    *len = (CK_ULONG)i2d_ASN1_OBJECT(oid, &p);
+    return 1;
+}
+
+static int fill_templates(struct p11b_gen_ctx *g, const struct p11b_uri *u,
+                          struct gen_tmpl *t)
+{
+    unsigned int usage = g->usage != 0 ? g->usage : default_usage(g->family);
+    CK_ULONG idlen = sizeof(t->id), plen = 0, elen = 0;
+    const void *id = t->id;
+    unsigned long e;
+
+    if (u->id.present) {
+        id = u->id.data;
+        idlen = u->id.len;
+    } else if (RAND_bytes(t->id, (int)sizeof(t->id)) != 1) {
+        return 0;
+    }
+    t->id_ptr = id;
+    t->id_len = idlen;
+    add(t->pub, &t->npub, CKA_TOKEN, &yes, sizeof(yes));
+    add(t->pub, &t->npub, CKA_ID, (void *)id, idlen);
+    add(t->pub, &t->npub, CKA_VERIFY, &yes, sizeof(yes));
+    add(t->priv, &t->npriv, CKA_TOKEN, &yes, sizeof(yes));
+    add(t->priv, &t->npriv, CKA_PRIVATE, &yes, sizeof(yes));
+    add(t->priv, &t->npriv, CKA_SENSITIVE, &yes, sizeof(yes));
+    add(t->priv, &t->npriv, CKA_EXTRACTABLE, &no, sizeof(no));
+    add(t->priv, &t->npriv, CKA_ID, (void *)id, idlen);
+    add(t->priv, &t->npriv, CKA_SIGN, (usage & USAGE_SIGN) ? &yes : &no, 1);
+    if (u->object.present) {
+        add(t->pub, &t->npub, CKA_LABEL, u->object.data, u->object.len);
+        add(t->priv, &t->npriv, CKA_LABEL, u->object.data, u->object.len);
+    }
+    if (p11b_family_is_rsa(g->family)) {
+        t->mech.mechanism = CKM_RSA_PKCS_KEY_PAIR_GEN;
+        t->bits = g->bits;
+        for (e = g->e; e != 0; e >>= 8)
+            elen++;
+        for (e = g->e, plen = elen; plen > 0; plen--, e >>= 8)
+            t->e[plen - 1] = (unsigned char)e;
+        add(t->pub, &t->npub, CKA_MODULUS_BITS, &t->bits, sizeof(t->bits));
+        add(t->pub, &t->npub, CKA_PUBLIC_EXPONENT, t->e, elen);
+        add(t->pub, &t->npub, CKA_ENCRYPT, &yes, sizeof(yes));
+        add(t->priv, &t->npriv, CKA_DECRYPT,
+            (usage & USAGE_DECRYPT) ? &yes : &no, 1);
+        if (g->family == P11B_FAMILY_RSA_PSS)
+            add_pss_only(t);
+        return 1;
+    }
+    if (!curve_params(g, t, &plen))
+        return 0;
+    add(t->pub, &t->npub, CKA_EC_PARAMS, t->params, plen);
+    if (g->family == P11B_FAMILY_EC) {
+        t->mech.mechanism = CKM_EC_KEY_PAIR_GEN;
+        add(t->priv, &t->npriv, CKA_DERIVE, (usage & USAGE_DERIVE) ? &yes : &no,
+            1);
+    } else {
+        t->mech.mechanism = CKM_EC_EDWARDS_KEY_PAIR_GEN;
+    }
+    return 1;
+}
+
+/* ---- generation ----------------------------------------------------------- */
+
+static struct p11b_uri *parse_gen_uri(struct p11b_gen_ctx *g)
+{
+    struct p11b_uri_error err;
+    struct p11b_uri *u = NULL;
+    enum p11b_uri_status st;
+
+    if (g->uri == NULL) {
+        P11B_RAISE(g->prov, P11B_R_BAD_INPUT,
+                   "key generation needs -pkeyopt %s:'pkcs11:token=...;"
+                   "object=...' naming where to make the key",
+                   P11B_GEN_PARAM_URI);
+        return NULL;
+    }
+    memset(&err, 0, sizeof(err));
+    st = p11b_uri_parse(g->uri, strlen(g->uri), &err, &u);
+    if (st != P11B_URI_OK) {
+        P11B_RAISE(g->prov, P11B_R_URI_SYNTAX, "attribute '%s': %s", err.attr,
+                   p11b_uri_status_str(st));
+        return NULL;
+    }
+    if (!u->object.present && !u->id.present) {
+        P11B_RAISE(g->prov, P11B_R_BAD_INPUT,
+                   "%s must name the new key (object= and/or id=)",
+                   P11B_GEN_PARAM_URI);
+        p11b_uri_free(u);
+        return NULL;
+    }
+    return u;
+}
+
+/* One token, and no private key there by that id/label yet. */
+static struct p11b_slot *gen_slot(struct p11b_gen_ctx *g,
+                                  const struct p11b_uri *u)
+{
+    struct p11b_slot **slots = NULL, *slot;
+    struct p11b_obj **objs = NULL;
+    struct p11b_query q;
+    size_t n = 0, k = 0;
+
+    if (!p11b_prov_match_slots(g->prov, u, &slots, &n))
+        return NULL;
+    slot = slots[0];
+    free(slots);
+    if (n > 1) {
+        P11B_RAISE(g->prov, P11B_R_BAD_INPUT,
+                   "the URI matches %zu tokens: name one (token=, serial=)", n);
+        return NULL;
+    }
+    if (!p11b_prov_login(g->prov, slot, u, NULL, NULL))
+        return NULL;
+    memset(&q, 0, sizeof(q));
+    q.has_class = 1;
+    q.cls = CKO_PRIVATE_KEY;
+    if (u->id.present)
+        q.id = (struct p11b_bytes){ 1, u->id.data, u->id.len };
+    if (u->object.present)
+        q.label = (struct p11b_bytes){ 1, u->object.data, u->object.len };
+    if (p11b_object_find(slot, &q, &objs, &k) == CKR_OK && k > 0) {
+        p11b_objs_free(objs, k);
+        P11B_RAISE(g->prov, P11B_R_BAD_INPUT,
+                   "a private key with this id/label is already on the "
+                   "token: choose another object= or id=");
+        return NULL;
+    }
+    p11b_objs_free(objs, k);
+    return slot;
+}
+
+static int generate(struct p11b_gen_ctx *g, struct p11b_slot *slot,
+                    const struct p11b_uri *u, struct p11b_uri *made)
+{
+    struct gen_tmpl t;
+    struct p11b_session sess;
+    CK_OBJECT_HANDLE hpub, hpriv;
+    CK_TOKEN_INFO ti;
+    CK_RV rv;
+
+    memset(&t, 0, sizeof(t));
+    if (!fill_templates(g, u, &t))
+        return 0;
+    rv = p11b_session_acquire(slot, &sess);
+    if (rv != CKR_OK) {
+        P11B_RAISE_RV(g->prov, P11B_R_SESSION, rv, "C_OpenSession on slot %lu",
+                      slot->id);
+        return 0;
+    }
+    rv = p11b_session_fns(&sess)->C_GenerateKeyPair(
+        sess.h, &t.mech, t.pub, t.npub, t.priv, t.npriv, &hpub, &hpriv);
+    P11B_LOG(2, "C_GenerateKeyPair(slot %lu, %s) -> %s", slot->id,
+             p11b_mech_name(t.mech.mechanism), p11b_rv_name(rv));
+    p11b_session_release_rv(&sess, rv);
+    if (rv != CKR_OK) {
+        P11B_RAISE_RV(g->prov, P11B_R_OPERATION_FAILED, rv,
+                      "C_GenerateKeyPair with %s on slot %lu",
+                      p11b_mech_name(t.mech.mechanism), slot->id);
+        return 0;
+    }
+    /* The new key's own URI: token, id (ours if none was given), label. */
+    return p11b_slot_token_info(slot, &ti) == CKR_OK &&
+           p11b_uri_set_token_info(made, &ti) == 0 &&
+           p11b_uri_set_value(&made->id, t.id_ptr, t.id_len) == 0 &&
+           (!u->object.present ||
+            p11b_uri_set_value(&made->object, u->object.data,
+                               u->object.len) == 0);
+}
+
+void *p11b_km_gen(void *genctx, OSSL_CALLBACK *cb, void *cbarg)
+{
+    struct p11b_gen_ctx *g = genctx;
+    struct p11b_uri *u, *made = p11b_uri_new();
+    struct p11b_key *key = NULL;
+    struct p11b_slot *slot;
+    char *uri = NULL;
+
+    (void)cb;
+    (void)cbarg;
+    u = made != NULL ? parse_gen_uri(g) : NULL;
+    slot = u != NULL ? gen_slot(g, u) : NULL;
+    if (slot != NULL && generate(g, slot, u, made)) {
+        made->type = P11B_URI_TYPE_PRIVATE;
+        uri = p11b_uri_format(made, 0);
+        if (uri != NULL &&
+            p11b_store_load_key(g->prov, uri, 1, NULL, NULL, &key) &&
+            g->family == P11B_FAMILY_RSA_PSS) {
+            /* An RSA key made for RSA-PSS: its public half says so. */
+            key->family = P11B_FAMILY_RSA_PSS;
+            if (!p11b_key_set_public(key, key->priv, NULL, 0)) {
+                p11b_key_free(key);
+                key = NULL;
+            }
+        }
+        P11B_LOG(1, "generated %s key pair: %s",
+                 p11b_family_name(g->family), uri != NULL ? uri : "?");
+    }
+    free(uri);
+    p11b_uri_free(u);
+    p11b_uri_free(made);
+    return key;
+}
