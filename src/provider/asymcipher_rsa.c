@@ -158,18 +158,7 @@ static int read_settings(struct rsa_cipher_ctx *ctx, struct dec_settings *st)
 
 static int usable(struct rsa_cipher_ctx *ctx, CK_MECHANISM_TYPE mech)
 {
-    const struct p11b_obj *o = ctx->key->priv;
-    CK_ULONG i;
-
-    if (!p11b_slot_has_mechanism(o->slot, mech))
-        return 0;
-    if (o->n_allowed_mechs == 0)
-        return 1;
-    for (i = 0; i < o->n_allowed_mechs; i++) {
-        if (o->allowed_mechs[i] == mech)
-            return 1;
-    }
-    return 0;
+    return p11b_key_can_use(ctx->key, mech);
 }
 
 static CK_RV decrypt_once(struct rsa_cipher_ctx *ctx, CK_MECHANISM *mech,

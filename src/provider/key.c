@@ -470,6 +470,23 @@ static int current_priv(struct p11b_key *key, struct p11b_obj **out)
     return 1;
 }
 
+int p11b_key_can_use(const struct p11b_key *key, CK_MECHANISM_TYPE mech)
+{
+    const struct p11b_obj *o = key->priv;
+    CK_ULONG i;
+
+    if (o == NULL || mech == CK_UNAVAILABLE_INFORMATION ||
+        !p11b_slot_has_mechanism(o->slot, mech))
+        return 0;
+    if (o->n_allowed_mechs == 0)
+        return 1;
+    for (i = 0; i < o->n_allowed_mechs; i++) {
+        if (o->allowed_mechs[i] == mech)
+            return 1;
+    }
+    return 0;
+}
+
 int p11b_key_check_mech_size(struct p11b_key *key, CK_MECHANISM_TYPE mech)
 {
     CK_MECHANISM_INFO mi;

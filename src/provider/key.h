@@ -103,6 +103,10 @@ int p11b_key_op_begin(struct p11b_key *key, struct p11b_op *op);
 int p11b_key_op_context_login(struct p11b_op *op);
 /* Give the session back; rv says whether it is still good. */
 void p11b_key_op_end(struct p11b_op *op, CK_RV rv);
+/* 1 if the key's token has the mechanism and the key allows it
+ * (CKA_ALLOWED_MECHANISMS, absent or empty: no restriction). */
+int p11b_key_can_use(const struct p11b_key *key, CK_MECHANISM_TYPE mech);
+
 /* Refuse (with a clear error) a key whose size is outside the range the
  * token gives for the mechanism (CK_MECHANISM_INFO); RSA and EC only. */
 int p11b_key_check_mech_size(struct p11b_key *key, CK_MECHANISM_TYPE mech);

@@ -121,6 +121,10 @@ const struct p11b_digest_mechs *p11b_digest_mechs(const EVP_MD *md);
  * (CKA_ALLOWED_MECHANISMS). */
 int p11b_sig_usable(struct p11b_sig_ctx *ctx, CK_MECHANISM_TYPE mech);
 
+/* A precomputed digest must have the digest's size: raises otherwise. */
+int p11b_sig_digest_fits(struct p11b_sig_ctx *ctx, const EVP_MD *md,
+                         size_t tbslen);
+
 /* signature size for a NULL output buffer, or a check of sigsize. */
 int p11b_sig_size_check(struct p11b_sig_ctx *ctx, unsigned char *sig,
                         size_t *siglen, size_t sigsize);

@@ -420,17 +420,17 @@ const struct p11b_digest_mechs *p11b_digest_mechs(const EVP_MD *md)
 
 int p11b_sig_usable(struct p11b_sig_ctx *ctx, CK_MECHANISM_TYPE mech)
 {
-    const struct p11b_obj *o = ctx->key->priv;
-    CK_ULONG i;
+    return p11b_key_can_use(ctx->key, mech);
+}
 
-    if (mech == NONE || !p11b_slot_has_mechanism(o->slot, mech))
-        return 0;
-    if (o->n_allowed_mechs == 0) /* absent or empty: no restriction */
+int p11b_sig_digest_fits(struct p11b_sig_ctx *ctx, const EVP_MD *md,
+                         size_t tbslen)
+{
+    if (md == NULL || tbslen == (size_t)EVP_MD_get_size(md))
         return 1;
-    for (i = 0; i < o->n_allowed_mechs; i++) {
-        if (o->allowed_mechs[i] == mech)
-            return 1;
-    }
+    P11B_RAISE(ctx->prov, P11B_R_BAD_INPUT,
+               "input of %zu bytes is not a %s digest (%d bytes)", tbslen,
+               EVP_MD_get0_name(md), EVP_MD_get_size(md));
     return 0;
 }
 

@@ -100,11 +100,7 @@ static int ecdsa_sign_digest(struct p11b_sig_ctx *ctx, unsigned char *sig,
 
     dm = p11b_digest_mechs(p11b_sig_md(ctx, &md));
     /* A precomputed digest must have the digest's size. */
-    if (md != NULL && tbslen != (size_t)EVP_MD_get_size(md) &&
-        ctx->op == P11B_SIG_SIGN) {
-        P11B_RAISE(ctx->prov, P11B_R_BAD_INPUT,
-                   "input of %zu bytes is not a %s digest (%d bytes)", tbslen,
-                   EVP_MD_get0_name(md), EVP_MD_get_size(md));
+    if (ctx->op == P11B_SIG_SIGN && !p11b_sig_digest_fits(ctx, md, tbslen)) {
         EVP_MD_free(md);
         return 0;
     }

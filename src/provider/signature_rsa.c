@@ -217,18 +217,6 @@ static int digest_info(const EVP_MD *md, const unsigned char *dgst,
     return len > 0;
 }
 
-/* A precomputed digest must have the digest's size. */
-static int digest_fits(struct p11b_sig_ctx *ctx, const EVP_MD *md,
-                       size_t tbslen)
-{
-    if (md == NULL || tbslen == (size_t)EVP_MD_get_size(md))
-        return 1;
-    P11B_RAISE(ctx->prov, P11B_R_BAD_INPUT,
-               "input of %zu bytes is not a %s digest (%d bytes)", tbslen,
-               EVP_MD_get0_name(md), EVP_MD_get_size(md));
-    return 0;
-}
-
 static int no_mechanism(struct p11b_sig_ctx *ctx, const char *what,
                         const struct rsa_settings *st)
 {
@@ -248,7 +236,7 @@ static int plan_pkcs1(struct p11b_sig_ctx *ctx, const struct rsa_settings *st,
     unsigned char t[128];
     size_t tlen = sizeof(t);
 
-    if (!digest_fits(ctx, st->md, tbslen))
+    if (!p11b_sig_digest_fits(ctx, st->md, tbslen))
         return 0;
     if (ctx->buffer_msg && dm != NULL && p11b_sig_usable(ctx, dm->rsa_pkcs) &&
         !p11b_sig_usable(ctx, CKM_RSA_PKCS) &&
@@ -323,7 +311,7 @@ static int plan_pss(struct p11b_sig_ctx *ctx, const struct rsa_settings *st,
         P11B_RAISE(ctx->prov, P11B_R_BAD_INPUT, "PSS needs a digest");
         return 0;
     }
-    if (!digest_fits(ctx, st->md, tbslen) || !pss_salt_fits(ctx, st, &slen))
+    if (!p11b_sig_digest_fits(ctx, st->md, tbslen) || !pss_salt_fits(ctx, st, &slen))
         return 0;
     if (dm != NULL && mgf != NULL) {
         job->pss.hashAlg = dm->hash;
