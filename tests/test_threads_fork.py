@@ -76,3 +76,23 @@ def test_stress(token, tools_dir, tmp_path, record_time, mode):
     children = set(inits) - {parent}
     assert len(children) == forks, \
         f"expected {forks} children to initialise once each: {inits}"
+
+
+def test_sixteen_threads_sign_with_shared_and_separate_keys(token, tools_dir,
+                                                           tmp_path):
+    """16 threads sign with one key and with different keys (RSA, ECDSA);
+    every signature is checked with the default provider's copy of the
+    public key; then the same in forked children while the parent signs."""
+    tool = tools_dir / "p11b-stress"
+    env = token.fresh_env(tmp_path, level=1)
+    uris = [token.uri("rsa2048", "private"), token.uri("p256", "private"),
+            token.uri("p384", "private")]
+    for argv in (["--uri", uris[0]],
+                 [a for uri in uris for a in ("--uri", uri)],
+                 [a for uri in uris for a in ("--uri", uri)] +
+                 ["--forks", "3", "--fork-after-load"]):
+        p = token.run([tool, "--sign", "--threads", "16", "--iterations",
+                       "25", *argv], env=env, timeout=600)
+        assert "stress ok:" in p.stdout, p.stdout
+        assert "signatures verified in this process: 400" in p.stdout, \
+            p.stdout

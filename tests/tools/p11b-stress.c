@@ -43,6 +43,7 @@
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <openssl/store.h>
 #include <openssl/x509.h>
 
@@ -57,6 +58,8 @@ struct stress_uri {
     EVP_PKEY *pkey;     /* from the first load, kept to the end */
     unsigned char *der; /* its SubjectPublicKeyInfo */
     int der_len;
+    int is_private;     /* loaded as OSSL_STORE_INFO_PKEY */
+    EVP_PKEY *soft;     /* der decoded by the default provider alone */
 };
 
 struct stress {
@@ -66,6 +69,8 @@ struct stress {
     unsigned long iterations;
     unsigned long forks;
     int fork_after_load;
+    int sign;           /* --sign: each iteration also signs and verifies */
+    atomic_ulong signatures;
     char who[64];       /* "parent" or "child 2 (pid 1234)" */
     atomic_ulong loads; /* successful loads in this process */
     atomic_int failed;  /* set by the first failing thread: others stop */
@@ -164,7 +169,7 @@ static int stress_info_key(OSSL_STORE_INFO *info, EVP_PKEY **out)
     switch (OSSL_STORE_INFO_get_type(info)) {
     case OSSL_STORE_INFO_PKEY:
         *out = OSSL_STORE_INFO_get1_PKEY(info);
-        return 1;
+        return 2;
     case OSSL_STORE_INFO_PUBKEY:
         *out = OSSL_STORE_INFO_get1_PUBKEY(info);
         return 1;
@@ -182,6 +187,7 @@ static int stress_load_loop(const struct stress_where *w, OSSL_STORE_CTX *ctx,
     OSSL_STORE_INFO *info;
     int n_keys = 0;
     int n_objects;
+    int kind, first_kind = 0;
 
     for (n_objects = 0; !OSSL_STORE_eof(ctx); n_objects++) {
         if (n_objects == STRESS_MAX_OBJECTS) {
@@ -199,12 +205,15 @@ static int stress_load_loop(const struct stress_where *w, OSSL_STORE_CTX *ctx,
         if (info == NULL)
             continue;
         key = NULL;
-        if (stress_info_key(info, &key)) {
+        kind = stress_info_key(info, &key);
+        if (kind) {
             n_keys++;
-            if (pkey == NULL)
+            if (pkey == NULL) {
                 pkey = key; /* the first one is the one we keep */
-            else
+                first_kind = kind;
+            } else {
                 EVP_PKEY_free(key);
+            }
         }
         OSSL_STORE_INFO_free(info);
     }
@@ -213,6 +222,8 @@ static int stress_load_loop(const struct stress_where *w, OSSL_STORE_CTX *ctx,
         goto err;
     }
     *out = pkey;
+    if (w->iteration < 0)
+        ((struct stress_uri *)w->uri)->is_private = first_kind == 2;
     return 1;
 
 err:
@@ -270,6 +281,43 @@ static int stress_check_key(const struct stress_where *w, EVP_PKEY *pkey)
     return ok;
 }
 
+/* --sign: a signature with the loaded (token) key over a fresh message,
+ * checked with the default provider's copy of the public key. */
+static int stress_sign_check(const struct stress_where *w, EVP_PKEY *pkey)
+{
+    const char *md = EVP_PKEY_is_a(pkey, "ED25519") ||
+                             EVP_PKEY_is_a(pkey, "ED448")
+                         ? NULL
+                         : "SHA256";
+    unsigned char msg[64], sig[1024];
+    size_t siglen = sizeof(sig);
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    int ok;
+
+    if (!w->uri->is_private)
+        return 1;
+    ok = c != NULL && RAND_bytes(msg, sizeof(msg)) == 1 &&
+         EVP_DigestSignInit_ex(c, NULL, md, NULL, NULL, pkey, NULL) == 1 &&
+         EVP_DigestSign(c, sig, &siglen, msg, sizeof(msg)) == 1;
+    if (!ok) {
+        stress_report(w, "signing failed");
+        EVP_MD_CTX_free(c);
+        return 0;
+    }
+    EVP_MD_CTX_free(c);
+    c = EVP_MD_CTX_new();
+    ok = c != NULL &&
+         EVP_DigestVerifyInit_ex(c, NULL, md, NULL, "provider=default",
+                                 w->uri->soft, NULL) == 1 &&
+         EVP_DigestVerify(c, sig, siglen, msg, sizeof(msg)) == 1;
+    EVP_MD_CTX_free(c);
+    if (!ok)
+        stress_report(w, "the signature does not verify in software");
+    else
+        atomic_fetch_add(&w->st->signatures, 1);
+    return ok;
+}
+
 static void *stress_worker_main(void *arg)
 {
     struct stress_worker *wk = arg;
@@ -283,7 +331,8 @@ static void *stress_worker_main(void *arg)
         w.iteration = (long)i;
         w.uri = &st->uris[(wk->index + i) % st->n_uris];
         pkey = NULL;
-        ok = stress_load_key(&w, &pkey) && stress_check_key(&w, pkey);
+        ok = stress_load_key(&w, &pkey) && stress_check_key(&w, pkey) &&
+             (!st->sign || stress_sign_check(&w, pkey));
         EVP_PKEY_free(pkey);
         if (!ok) {
             atomic_store(&st->failed, 1);
@@ -343,6 +392,16 @@ static int stress_first_loads(struct stress *st)
             stress_report(&w, "i2d_PUBKEY failed");
             return 0;
         }
+        {
+            const unsigned char *p = u->der;
+
+            u->soft = d2i_PUBKEY_ex(NULL, &p, u->der_len, NULL,
+                                    "provider=default");
+        }
+        if (u->soft == NULL) {
+            stress_report(&w, "the default provider cannot read the key");
+            return 0;
+        }
     }
     return 1;
 }
@@ -367,6 +426,7 @@ static void stress_free(struct stress *st)
 
     for (i = 0; i < st->n_uris; i++) {
         EVP_PKEY_free(st->uris[i].pkey);
+        EVP_PKEY_free(st->uris[i].soft);
         OPENSSL_free(st->uris[i].der);
         free(st->uris[i].shown);
     }
@@ -475,7 +535,7 @@ static void stress_usage(FILE *f)
 {
     fputs("usage: p11b-stress --uri URI [--uri URI ...] [--threads N]\n"
           "                   [--iterations M] [--forks K] "
-          "[--fork-after-load]\n"
+          "[--fork-after-load] [--sign]\n"
           "Loads every URI through OSSL_STORE from N threads x M iterations,\n"
           "in this process and in K forked children, and checks each key.\n"
           "Exit 0 on success, 1 on a failed load or check, 2 on bad usage.\n",
@@ -507,6 +567,7 @@ static const struct option stress_options[] = {
     {"iterations", required_argument, NULL, 'i'},
     {"forks", required_argument, NULL, 'f'},
     {"fork-after-load", no_argument, NULL, 'a'},
+    {"sign", no_argument, NULL, 's'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -543,6 +604,9 @@ static int stress_parse_args(int argc, char **argv, struct stress *st)
         case 'a':
             st->fork_after_load = 1;
             break;
+        case 's':
+            st->sign = 1;
+            break;
         case 'h':
             return -1;
         default:
@@ -566,6 +630,7 @@ int main(int argc, char **argv)
     st.iterations = 10;
     atomic_init(&st.loads, 0);
     atomic_init(&st.failed, 0);
+    atomic_init(&st.signatures, 0);
     snprintf(st.who, sizeof(st.who), "parent");
 
     /* At most one URI per argument. */
@@ -600,6 +665,9 @@ int main(int argc, char **argv)
         threads = st.threads * (st.forks + 1);
         printf("stress ok: %lu loads, %lu threads, %lu forks\n", loads, threads,
                st.forks);
+        if (st.sign)
+            printf("signatures verified in this process: %lu\n",
+                   atomic_load(&st.signatures));
     }
     stress_free(&st);
     return ok ? 0 : 1;
