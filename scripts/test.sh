@@ -16,6 +16,9 @@ echo "== sanitizer build (ASan+UBSan) and make check"
 scripts/build.sh _build-asan --enable-werror --enable-sanitizers
 make -C _build-asan check -j2 PYTEST_ARGS="${PYTEST_ARGS:--q -rfE}"
 
+echo "== ThreadSanitizer: 16 threads signing"
+scripts/tsan.sh
+
 echo "== fuzzing (libFuzzer, bounded)"
 scripts/fuzz.sh "${FUZZ_SECONDS:-30}"
 
