@@ -89,6 +89,26 @@ static void registry_init(void)
     pthread_atfork(fork_prepare, fork_parent, fork_child);
 }
 
+static __thread const char *failed_fn;
+static __thread CK_RV failed_rv;
+
+void p11b_note_call(const char *fn, CK_RV rv)
+{
+    if (rv == CKR_OK)
+        return;
+    failed_fn = fn;
+    failed_rv = rv;
+}
+
+const char *p11b_take_failed_call(CK_RV rv)
+{
+    const char *fn = failed_rv == rv ? failed_fn : NULL;
+
+    failed_fn = NULL;
+    failed_rv = CKR_OK;
+    return fn;
+}
+
 unsigned long p11b_fork_generation(void)
 {
     return atomic_load(&gl.fork_gen);
@@ -229,6 +249,7 @@ static CK_RV module_initialize(struct p11b_module *m, int after_fork)
     rv = m->fns->C_Initialize(&args);
     P11B_LOG(2, "C_Initialize(%s)%s -> %s", m->path,
              after_fork ? " after fork" : "", p11b_rv_name(rv));
+    p11b_note_call("C_Initialize", rv);
     if (rv == CKR_CRYPTOKI_ALREADY_INITIALIZED && after_fork) {
         /* A library that is not fork-aware (SoftHSM) kept the parent's
          * state in the child: that copy is what it supports using.
@@ -249,6 +270,7 @@ static CK_RV module_initialize(struct p11b_module *m, int after_fork)
         return rv;
     rv = m->fns->C_GetInfo(&m->info);
     P11B_LOG(2, "C_GetInfo(%s) -> %s", m->path, p11b_rv_name(rv));
+    p11b_note_call("C_GetInfo", rv);
     return rv;
 }
 
@@ -360,6 +382,7 @@ static CK_RV get_slot_ids(struct p11b_module *m, CK_SLOT_ID **out,
         rv = m->fns->C_GetSlotList(CK_TRUE, NULL, &n);
         P11B_LOG(2, "C_GetSlotList(present) -> %s, %lu slots",
                  p11b_rv_name(rv), rv == CKR_OK ? n : 0UL);
+        p11b_note_call("C_GetSlotList", rv);
         if (rv != CKR_OK)
             return rv;
         free(ids);

@@ -76,6 +76,14 @@ CK_RV p11b_module_slots(struct p11b_module *mod, int rescan,
  * the module was loaded, so it runs before the module's own destructors). */
 int p11b_module_exiting(void);
 
+/* The Cryptoki function that last failed in this thread, with its result,
+ * so that an error raised higher up can name the call that failed (an
+ * administrator reading "C_Login ...: CKR_SESSION_COUNT" would look for a
+ * PIN problem). p11b_take_failed_call returns the name only when its rv
+ * is the one being reported, and forgets it. */
+void p11b_note_call(const char *fn, CK_RV rv);
+const char *p11b_take_failed_call(CK_RV rv);
+
 /* The current fork generation of the process (bumped in every child). */
 unsigned long p11b_fork_generation(void);
 

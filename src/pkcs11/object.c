@@ -192,6 +192,7 @@ static CK_RV read_attrs(struct p11b_session *sess, struct p11b_obj *o,
     rv = f->C_GetAttributeValue(sess->h, o->h, t, n);
     P11B_LOG(3, "C_GetAttributeValue(lengths, %zu attributes) -> %s", n,
              p11b_rv_name(rv));
+    p11b_note_call("C_GetAttributeValue", rv);
     if (!rv_attr_partial(rv))
         return rv;
     for (i = 0; i < n; i++) {
@@ -206,6 +207,7 @@ static CK_RV read_attrs(struct p11b_session *sess, struct p11b_obj *o,
     }
     rv = f->C_GetAttributeValue(sess->h, o->h, t, n);
     P11B_LOG(3, "C_GetAttributeValue(values) -> %s", p11b_rv_name(rv));
+    p11b_note_call("C_GetAttributeValue", rv);
     if (!rv_attr_partial(rv))
         goto out;
     rv = CKR_OK;
@@ -308,6 +310,7 @@ static CK_RV find_handles(struct p11b_session *sess, const struct p11b_query *q,
     rv = f->C_FindObjectsInit(sess->h, t, tn);
     P11B_LOG(2, "C_FindObjectsInit(slot %lu: %s) -> %s", sess->slot->id,
              names, p11b_rv_name(rv));
+    p11b_note_call("C_FindObjectsInit", rv);
     if (rv != CKR_OK)
         return rv;
     for (;;) {
@@ -321,6 +324,7 @@ static CK_RV find_handles(struct p11b_session *sess, const struct p11b_query *q,
         rv = f->C_FindObjects(sess->h, hs + n, FIND_BATCH, &got);
         P11B_LOG(2, "C_FindObjects -> %s, %lu found", p11b_rv_name(rv),
                  rv == CKR_OK ? got : 0UL);
+        p11b_note_call("C_FindObjects", rv);
         if (rv != CKR_OK || got == 0)
             break;
         n += got;

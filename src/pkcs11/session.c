@@ -32,6 +32,7 @@ static CK_RV open_session(struct p11b_slot *s, CK_SESSION_HANDLE *out)
     if (rv == CKR_TOKEN_WRITE_PROTECTED)
         rv = f->C_OpenSession(s->id, CKF_SERIAL_SESSION, NULL, NULL, out);
     P11B_LOG(2, "C_OpenSession(slot %lu) -> %s", s->id, p11b_rv_name(rv));
+    p11b_note_call("C_OpenSession", rv);
     return rv;
 }
 
@@ -57,6 +58,7 @@ static CK_RV open_counted(struct p11b_slot *s, unsigned long gen,
         out->slot = s;
         out->h = h;
         out->gen = gen;
+        out->fork_gen = p11b_fork_generation();
         return CKR_OK;
     }
     pthread_mutex_lock(&s->lock);
@@ -105,6 +107,7 @@ CK_RV p11b_session_acquire(struct p11b_slot *s, struct p11b_session *out)
             out->slot = s;
             out->h = s->idle[--s->nidle];
             out->gen = s->gen;
+            out->fork_gen = p11b_fork_generation();
             pthread_mutex_unlock(&s->lock);
             return CKR_OK;
         }
@@ -164,6 +167,7 @@ CK_RV p11b_session_context_login(struct p11b_session *sess,
 
     P11B_LOG(2, "C_Login(slot %lu, CKU_CONTEXT_SPECIFIC) -> %s",
              sess->slot->id, p11b_rv_name(rv));
+    p11b_note_call("C_Login", rv);
     return rv;
 }
 
@@ -193,10 +197,12 @@ void p11b_session_release_rv(struct p11b_session *sess, CK_RV rv)
             s->nopen--;
         }
         pthread_cond_signal(&s->cond);
+    } else {
+        /* Of an older generation: close it (it may still be open on the
+         * token), unless it is the parent's, across a fork. */
+        close_it = sess->fork_gen == p11b_fork_generation();
     }
     pthread_mutex_unlock(&s->lock);
-    /* A session of an older generation is dead or not ours (fork):
-     * forget it without a call. */
     if (close_it && !p11b_module_exiting()) {
         rv = s->mod->fns->C_CloseSession(sess->h);
         P11B_LOG(2, "C_CloseSession(slot %lu) -> %s", s->id, p11b_rv_name(rv));

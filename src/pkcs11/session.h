@@ -18,6 +18,7 @@ struct p11b_session {
     struct p11b_slot *slot;
     CK_SESSION_HANDLE h;
     unsigned long gen;   /* slot generation it was opened in */
+    unsigned long fork_gen; /* process fork generation it was opened in */
 };
 
 CK_RV p11b_session_acquire(struct p11b_slot *slot, struct p11b_session *out);

@@ -103,14 +103,43 @@ static void forget_state(struct p11b_slot *s)
     p11b_objcache_clear(s->cache);
 }
 
+/* Close sessions we stop using. Some may already be gone (that is why we
+ * stop): the calls then just fail. A token that caps its sessions would
+ * otherwise run out of them after a few recoveries. */
+static void close_handles(struct p11b_slot *s, CK_SESSION_HANDLE *hs, size_t n)
+{
+    size_t i;
+    CK_RV rv;
+
+    if (p11b_module_exiting())
+        return;
+    for (i = 0; i < n; i++) {
+        rv = s->mod->fns->C_CloseSession(hs[i]);
+        P11B_LOG(2, "C_CloseSession(slot %lu) of a dropped session -> %s",
+                 s->id, p11b_rv_name(rv));
+    }
+}
+
 void p11b_slot_invalidate(struct p11b_slot *s)
 {
+    CK_SESSION_HANDLE *drop;
+    size_t n = 0;
+
     pthread_mutex_lock(&s->lock);
     P11B_LOG(1, "slot %lu: token state lost, sessions and handles dropped",
              s->id);
+    drop = calloc(s->nidle + 1, sizeof(*drop));
+    if (drop != NULL) {
+        memcpy(drop, s->idle, s->nidle * sizeof(*drop));
+        n = s->nidle;
+        if (s->login_session != CK_INVALID_HANDLE)
+            drop[n++] = s->login_session;
+    }
     forget_state(s);
     pthread_cond_broadcast(&s->cond);
     pthread_mutex_unlock(&s->lock);
+    close_handles(s, drop, n);
+    free(drop);
 }
 
 void p11b_slot_reset_after_fork(struct p11b_slot *s)
@@ -131,10 +160,12 @@ CK_RV p11b_slot_refresh(struct p11b_slot *s)
 
     rv = f->C_GetSlotInfo(s->id, &si);
     P11B_LOG(2, "C_GetSlotInfo(slot %lu) -> %s", s->id, p11b_rv_name(rv));
+    p11b_note_call("C_GetSlotInfo", rv);
     if (rv != CKR_OK)
         return rv;
     rv = f->C_GetTokenInfo(s->id, &ti);
     P11B_LOG(2, "C_GetTokenInfo(slot %lu) -> %s", s->id, p11b_rv_name(rv));
+    p11b_note_call("C_GetTokenInfo", rv);
 
     pthread_mutex_lock(&s->lock);
     s->info = si;
@@ -205,6 +236,7 @@ static void load_mechanisms(struct p11b_slot *s)
     }
     P11B_LOG(2, "C_GetMechanismList(slot %lu) -> %s, %lu mechanisms", s->id,
              p11b_rv_name(rv), rv == CKR_OK ? n : 0UL);
+    p11b_note_call("C_GetMechanismList", rv);
     if (rv != CKR_OK) {
         free(list);
         return;
@@ -272,6 +304,7 @@ CK_RV p11b_slot_mechanism_info(struct p11b_slot *s, CK_MECHANISM_TYPE mech,
     got.rv = s->mod->fns->C_GetMechanismInfo(s->id, mech, &got.info);
     P11B_LOG(2, "C_GetMechanismInfo(slot %lu, %s) -> %s", s->id,
              p11b_mech_name(mech), p11b_rv_name(got.rv));
+    p11b_note_call("C_GetMechanismInfo", got.rv);
     pthread_mutex_lock(&s->lock);
     if (minfo_find(s, mech) == NULL) {
         grown = realloc(s->minfo, (s->nminfo + 1) * sizeof(*grown));
@@ -357,10 +390,12 @@ static CK_RV do_login(struct p11b_slot *s, const unsigned char *pin,
         rv = f->C_OpenSession(s->id, CKF_SERIAL_SESSION, NULL, NULL, &h);
     P11B_LOG(2, "C_OpenSession(slot %lu) for login -> %s", s->id,
              p11b_rv_name(rv));
+    p11b_note_call("C_OpenSession", rv);
     if (rv != CKR_OK)
         return rv;
     rv = f->C_Login(h, CKU_USER, (CK_UTF8CHAR *)pin, (CK_ULONG)pin_len);
     P11B_LOG(2, "C_Login(slot %lu, CKU_USER) -> %s", s->id, p11b_rv_name(rv));
+    p11b_note_call("C_Login", rv);
     if (rv == CKR_USER_ALREADY_LOGGED_IN)
         rv = CKR_OK;
     if (rv != CKR_OK) {
@@ -454,9 +489,19 @@ CK_RV p11b_slot_login_cached(struct p11b_slot *s)
 
 void p11b_slot_forget_login(struct p11b_slot *s)
 {
+    CK_SESSION_HANDLE h;
+
+    /* The token logged us out: the session that held the login is of no
+     * more use; the next login opens a fresh one. */
     pthread_mutex_lock(&s->lock);
+    h = s->login_session;
+    s->login_session = CK_INVALID_HANDLE;
     s->logged_in = 0;
+    if (h != CK_INVALID_HANDLE && s->nopen > 0)
+        s->nopen--;
     pthread_mutex_unlock(&s->lock);
+    if (h != CK_INVALID_HANDLE)
+        close_handles(s, &h, 1);
 }
 
 int p11b_slot_ecdh_der(struct p11b_slot *s)

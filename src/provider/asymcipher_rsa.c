@@ -23,6 +23,7 @@
 #include <openssl/rsa.h>
 
 #include "pkcs11/log.h"
+#include "pkcs11/module.h"
 #include "pkcs11/names.h"
 #include "pkcs11/object.h"
 #include "pkcs11/slot.h"
@@ -178,6 +179,7 @@ static CK_RV decrypt_once(struct rsa_cipher_ctx *ctx, CK_MECHANISM *mech,
     ERR_pop_to_mark();
     P11B_LOG(2, "C_DecryptInit(slot %lu, %s) -> %s", op.sess.slot->id,
              p11b_mech_name(mech->mechanism), p11b_rv_name(rv));
+    p11b_note_call("C_DecryptInit", rv);
     if (rv == CKR_OK && !p11b_key_op_context_login(&op)) {
         p11b_session_discard(&op.sess);
         *raised = 1;
@@ -191,6 +193,7 @@ static CK_RV decrypt_once(struct rsa_cipher_ctx *ctx, CK_MECHANISM *mech,
         /* Level 2 logs the result only: its text must not differ with
          * the padding of the input. */
         P11B_LOG(2, "C_Decrypt(%zu bytes) -> %s", inlen, p11b_rv_name(rv));
+        p11b_note_call("C_Decrypt", rv);
     }
     p11b_key_op_end(&op, rv);
     if (rv == CKR_OK)

@@ -5,10 +5,12 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 #include <openssl/err.h>
 
 #include "pkcs11/log.h"
+#include "pkcs11/module.h"
 #include "pkcs11/names.h"
 #include "provider/errors.h"
 #include "provider/provider.h"
@@ -135,11 +137,18 @@ void p11b_raise_rv(const struct p11b_prov *prov, int fallback, CK_RV rv,
                    const char *fmt, ...)
 {
     char what[384], text[512];
+    const char *fn = p11b_take_failed_call(rv);
     va_list ap;
 
     va_start(ap, fmt);
     vsnprintf(what, sizeof(what), fmt, ap);
     va_end(ap);
-    snprintf(text, sizeof(text), "%s: %s (0x%08lx)", what, rv_text(rv), rv);
+    /* Name the Cryptoki call that failed when the context does not. */
+    if (fn != NULL && strncmp(what, fn, strlen(fn)) == 0 &&
+        (what[strlen(fn)] == ' ' || what[strlen(fn)] == '\0'))
+        fn = NULL;
+    snprintf(text, sizeof(text), "%s: %s%s%s (0x%08lx)", what,
+             fn != NULL ? fn : "", fn != NULL ? " returned " : "", rv_text(rv),
+             rv);
     raise_text(prov, p11b_reason_for_rv(rv, fallback), file, line, func, text);
 }

@@ -20,6 +20,7 @@
 #include <openssl/params.h>
 
 #include "pkcs11/log.h"
+#include "pkcs11/module.h"
 #include "pkcs11/names.h"
 #include "pkcs11/object.h"
 #include "pkcs11/slot.h"
@@ -177,10 +178,12 @@ static CK_RV derive_once(struct ecdh_ctx *ctx, struct p11b_op *op,
                             &secret);
     P11B_LOG(2, "C_DeriveKey(slot %lu, %s) -> %s", op->sess.slot->id,
              p11b_mech_name(mech->mechanism), p11b_rv_name(rv));
+    p11b_note_call("C_DeriveKey", rv);
     if (rv != CKR_OK)
         return rv;
     rv = op->f->C_GetAttributeValue(op->sess.h, secret, &val, 1);
     P11B_LOG(2, "C_GetAttributeValue(derived secret) -> %s", p11b_rv_name(rv));
+    p11b_note_call("C_GetAttributeValue", rv);
     if (rv == CKR_OK && val.ulValueLen != len)
         rv = CKR_KEY_SIZE_RANGE;
     rv2 = op->f->C_DestroyObject(op->sess.h, secret);

@@ -20,6 +20,7 @@
 #include <openssl/rand.h>
 
 #include "pkcs11/log.h"
+#include "pkcs11/module.h"
 #include "pkcs11/names.h"
 #include "pkcs11/object.h"
 #include "pkcs11/session.h"
@@ -369,6 +370,7 @@ static int generate(struct p11b_gen_ctx *g, struct p11b_slot *slot,
         sess.h, &t.mech, t.pub, t.npub, t.priv, t.npriv, &hpub, &hpriv);
     P11B_LOG(2, "C_GenerateKeyPair(slot %lu, %s) -> %s", slot->id,
              p11b_mech_name(t.mech.mechanism), p11b_rv_name(rv));
+    p11b_note_call("C_GenerateKeyPair", rv);
     p11b_session_release_rv(&sess, rv);
     if (rv != CKR_OK) {
         P11B_RAISE_RV(g->prov, P11B_R_OPERATION_FAILED, rv,

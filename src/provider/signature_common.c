@@ -12,6 +12,7 @@
 #include <openssl/params.h>
 
 #include "pkcs11/log.h"
+#include "pkcs11/module.h"
 #include "pkcs11/names.h"
 #include "pkcs11/object.h"
 #include "pkcs11/slot.h"
@@ -337,6 +338,7 @@ static int sign_once(struct p11b_sig_ctx *ctx, CK_MECHANISM *mech,
     ERR_pop_to_mark();
     P11B_LOG(2, "C_SignInit(slot %lu, %s) -> %s", op.sess.slot->id,
              p11b_mech_name(mech->mechanism), p11b_rv_name(rv));
+    p11b_note_call("C_SignInit", rv);
     if (rv == CKR_OK && !p11b_key_op_context_login(&op)) {
         p11b_session_discard(&op.sess); /* a sign operation is active */
         return 0;
@@ -346,6 +348,7 @@ static int sign_once(struct p11b_sig_ctx *ctx, CK_MECHANISM *mech,
         rv = op.f->C_Sign(op.sess.h, (CK_BYTE *)in, (CK_ULONG)inlen, out, &len);
         ERR_pop_to_mark();
         P11B_LOG(2, "C_Sign(%zu bytes) -> %s", inlen, p11b_rv_name(rv));
+        p11b_note_call("C_Sign", rv);
     }
     p11b_key_op_end(&op, rv);
     *rv_out = rv;
