@@ -596,3 +596,255 @@ def soft_key_token(tmp_path_factory, provider_path, softhsm_lib):
     TIMINGS["soft_key_token fixture"] = tok.build_seconds
     return tok
 
+
+
+# ---- faultmod rigs: a token reached through tests/faultmod -----------------
+# (appended for test_pins, test_recovery, test_threads and test_valgrind)
+
+@pytest.fixture(scope="session")
+def faultmod_lib():
+    return _required_path("P11BRIDGE_FAULTMOD",
+                          "the fault-injection module tests/faultmod/.libs/"
+                          "faultmod.so")
+
+
+@dataclass
+class FaultRig:
+    """An openssl environment whose provider reaches `token` through
+    faultmod, with its own config, debug log, control and count files."""
+    token: Token
+    env: dict
+    directory: Path
+    control: Path
+    count: Path
+
+    def set(self, text=""):
+        """Replace the control file (seen by running processes too)."""
+        u.write_control(self.control, text)
+
+    def calls(self):
+        return u.count_file_calls(self.count)
+
+    def log(self):
+        return u.read_log(self.env)
+
+    def ossl(self, *args, **kw):
+        return self.token.ossl(*args, env=self.env, **kw)
+
+
+def make_fault_rig(token, faultmod, control="", log_level=3, **keys):
+    """A FaultRig for token; keys change [pkcs11_sect] as in make_config."""
+    env = make_config(token, log_level=log_level,
+                      pkcs11_module_path=faultmod, **keys)
+    directory = u.log_path(env).parent
+    rig = FaultRig(token, env, directory, directory / "faultmod.ctl",
+                   directory / "faultmod-calls.txt")
+    env["FAULTMOD_MODULE"] = token.module
+    env["FAULTMOD_CONTROL"] = str(rig.control)
+    env["FAULTMOD_COUNT_FILE"] = str(rig.count)
+    rig.set(control)
+    return rig
+
+
+@pytest.fixture
+def fault_rig(faultmod_lib):
+    """fault_rig(token, control="", log_level=3, **config) -> FaultRig."""
+    def make(token, control="", log_level=3, **keys):
+        return make_fault_rig(token, faultmod_lib, control, log_level, **keys)
+    return make
+
+
+# ---- application tests: a software CA, an Ed25519 token, a www-data token --
+# (appended for test_tls, test_servers and test_python_apps)
+
+import ipaddress as _ipaddress  # noqa: E402
+import pwd as _pwd  # noqa: E402
+import stat as _stat  # noqa: E402
+
+
+class TlsCa:
+    """A software CA (EC P-256) that issues certificates for token keys.
+
+    Its certificate is root/ca.crt; issue() writes leaf certificates
+    (serverAuth and clientAuth, SAN localhost and 127.0.0.1).
+    """
+
+    def __init__(self, root):
+        self.root = Path(root)
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        self.subject = _name("/O=p11bridge tests/CN=p11b TLS test CA")
+        self.serial = 0x7000
+        now = datetime.datetime.now(datetime.timezone.utc)
+        self.cert = (
+            x509.CertificateBuilder()
+            .subject_name(self.subject).issuer_name(self.subject)
+            .public_key(self.key.public_key()).serial_number(self.serial)
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None),
+                           critical=True)
+            .add_extension(x509.KeyUsage(False, False, False, False, False,
+                                         True, True, False, False),
+                           critical=True)
+            .sign(self.key, hashes.SHA256()))
+        self.pem = self.root / "ca.crt"
+        self.pem.write_bytes(self.cert.public_bytes(
+            serialization.Encoding.PEM))
+
+    def issue(self, public, cn, path):
+        """A leaf certificate for `public` (a public key, or SPKI DER)."""
+        if isinstance(public, bytes):
+            public = serialization.load_der_public_key(public)
+        self.serial += 1
+        now = datetime.datetime.now(datetime.timezone.utc)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(_name(f"/O=p11bridge tests/CN={cn}"))
+            .issuer_name(self.subject)
+            .public_key(public).serial_number(self.serial)
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None),
+                           critical=True)
+            .add_extension(x509.SubjectAlternativeName([
+                x509.DNSName("localhost"),
+                x509.IPAddress(_ipaddress.ip_address("127.0.0.1"))]),
+                critical=False)
+            .add_extension(x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH,
+                 ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .sign(self.key, hashes.SHA256()))
+        path = Path(path)
+        path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        return path
+
+    def sign_csr(self, csr_path, path):
+        """Issue a leaf for a CSR (its signature is checked first)."""
+        csr = x509.load_pem_x509_csr(Path(csr_path).read_bytes())
+        assert csr.is_signature_valid, f"bad signature on {csr_path}"
+        cn = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+        return self.issue(csr.public_key(), cn, path)
+
+    def software_pair(self, directory, name, cn="localhost"):
+        """A software P-256 key and its certificate: (key path, cert path)."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        key_path = Path(directory) / f"{name}.key"
+        key_path.write_bytes(key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption()))
+        return key_path, self.issue(key.public_key(), cn,
+                                    Path(directory) / f"{name}.crt")
+
+
+@pytest.fixture(scope="session")
+def tls_ca(tmp_path_factory):
+    """A software CA for TLS tests (TlsCa)."""
+    return TlsCa(tmp_path_factory.mktemp("tls-ca"))
+
+
+@pytest.fixture(scope="session")
+def ed25519_token(tmp_path_factory, provider_path, softhsm_lib):
+    """Token "p11b-ed25519" with one Ed25519 key pair, "ed25519" (id 41),
+    made by pkcs11-tool; its public key exported by p11tool (pkcs11-tool
+    0.23 writes no usable SPKI for Ed25519)."""
+    t0 = time.monotonic()
+    tok = _init_token(tmp_path_factory.mktemp("ed25519"), "p11b-ed25519",
+                      softhsm_lib, provider_path)
+    tok.tool("--keypairgen", "--key-type", "EC:edwards25519",
+             "--label", "ed25519", "--id", "41")
+    env = tok.tool_env()
+    env["GNUTLS_PIN"] = PIN
+    p = u.run(["p11tool", "--provider", tok.module, "--login",
+               "--export-pubkey",
+               u.make_uri(token=tok.label, id="41", type="public")], env)
+    _remember_key(tok, KeySpec("ed25519", "41", "ED25519", 256),
+                  u.normalize_spki(p.stdout.encode()), "p11tool",
+                  has_public=True)
+    _fill_token_info(tok)
+    tok.build_seconds = time.monotonic() - t0
+    TIMINGS["ed25519_token fixture"] = tok.build_seconds
+    return tok
+
+
+WWW_USER = "www-data"  # the worker user of Debian's nginx and Apache
+
+
+class WwwAccess:
+    """Lets the unprivileged worker user (www-data) reach files under
+    pytest's private (0700) temporary directories: o+x on directories,
+    files handed over with chown. Modes are restored by restore()."""
+
+    def __init__(self):
+        if os.geteuid() != 0:
+            pytest.fail("the nginx and Apache tests run the servers as root "
+                        f"with {WWW_USER} workers: run them as root",
+                        pytrace=False)
+        try:
+            pw = _pwd.getpwnam(WWW_USER)
+        except KeyError:
+            pytest.fail(f"user {WWW_USER} does not exist (Debian's "
+                        "base-passwd makes it)", pytrace=False)
+        self.uid, self.gid = pw.pw_uid, pw.pw_gid
+        self.changed = {}
+
+    def traverse(self, path):
+        """o+x on path and on each of its ancestors."""
+        for p in [Path(path), *Path(path).parents]:
+            mode = _stat.S_IMODE(p.stat().st_mode)
+            if not mode & _stat.S_IXOTH:
+                self.changed.setdefault(p, mode)
+                p.chmod(mode | _stat.S_IXOTH)
+
+    def give(self, path):
+        """chown -R path to the worker user (root keeps its access)."""
+        path = Path(path)
+        for p in [path, *path.rglob("*")]:
+            os.chown(p, self.uid, self.gid, follow_symlinks=False)
+
+    def restore(self):
+        for p, mode in reversed(list(self.changed.items())):
+            if p.exists():
+                p.chmod(mode)
+        self.changed.clear()
+
+
+@pytest.fixture(scope="session")
+def www_access():
+    access = WwwAccess()
+    yield access
+    access.restore()
+
+
+@pytest.fixture(scope="session")
+def www_token(tmp_path_factory, provider_path, softhsm_lib, www_access):
+    """Token "p11b-www" (rsa2048 and p256 key pairs) that www-data owns
+    and can reach, for servers whose workers drop privileges (nginx,
+    Apache). Never changed by a test."""
+    tok = make_token(tmp_path_factory.mktemp("wwwtoken"), "p11b-www",
+                     softhsm_lib, provider_path, full=False)
+    www_access.give(tok.root)
+    www_access.traverse(tok.root)
+    TIMINGS["www_token fixture"] = tok.build_seconds
+    return tok
+
+
+HANDSHAKE_MS = {}  # name -> milliseconds, printed in the terminal summary
+
+
+@pytest.fixture(scope="session")
+def record_handshake():
+    """record_handshake(name, seconds): a TLS handshake time to report."""
+    def record(name, seconds):
+        HANDSHAKE_MS[name] = seconds * 1000.0
+    return record
+
+
+_terminal_summary_before_apps = pytest_terminal_summary
+
+
+def pytest_terminal_summary(terminalreporter):  # noqa: F811 (chained)
+    _terminal_summary_before_apps(terminalreporter)
+    if HANDSHAKE_MS:
+        terminalreporter.section("TLS handshake times (client side)")
+        for name, ms in HANDSHAKE_MS.items():
+            terminalreporter.write_line(f"{name}: {ms:.1f} ms")

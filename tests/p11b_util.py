@@ -494,3 +494,620 @@ def flip_byte(data, index=None):
     i = len(data) // 2 if index is None else index
     data[i] ^= 0x01
     return bytes(data)
+
+
+# ---- faultmod's control and count files, PIN hunting, a pty ----------------
+# (appended for test_pins, test_recovery, test_threads, test_key_secrecy and
+# test_valgrind)
+
+import json as _json  # noqa: E402  (appended section)
+import pty as _pty  # noqa: E402
+import select as _select  # noqa: E402
+import termios as _termios  # noqa: E402
+import sys as _sys  # noqa: E402
+
+# The CK_RV values the tests name (PKCS#11 2.40).
+CKR = {
+    "CKR_OK": 0x00, "CKR_FUNCTION_FAILED": 0x06, "CKR_DEVICE_ERROR": 0x30,
+    "CKR_DEVICE_REMOVED": 0x32, "CKR_KEY_HANDLE_INVALID": 0x60,
+    "CKR_OBJECT_HANDLE_INVALID": 0x82, "CKR_PIN_INCORRECT": 0xA0,
+    "CKR_PIN_LOCKED": 0xA4, "CKR_SESSION_CLOSED": 0xB0,
+    "CKR_SESSION_COUNT": 0xB1, "CKR_SESSION_HANDLE_INVALID": 0xB3,
+    "CKR_TOKEN_NOT_PRESENT": 0xE0, "CKR_USER_ALREADY_LOGGED_IN": 0x100,
+    "CKR_USER_NOT_LOGGED_IN": 0x101,
+}
+
+_control_ns = [0]
+
+
+def write_control(path, text):
+    """Replace faultmod's control file so a running process sees it.
+
+    A new file is renamed over the old one (a reader never sees half a
+    file) and given an mtime of its own that only ever grows, so two
+    rewrites within the file system's timestamp granularity still differ
+    (tests/faultmod/README.md, "The control file").
+    """
+    path = Path(path)
+    tmp = path.with_name(path.name + ".new")
+    tmp.write_text(text)
+    ns = max(time.time_ns(), _control_ns[0] + 1_000_000)
+    _control_ns[0] = ns
+    os.utime(tmp, ns=(ns, ns))
+    os.replace(tmp, path)
+
+
+def count_file_calls(path):
+    """faultmod's count file as [(pid, function, rv)], in call order."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        if line.strip():
+            pid, name, rv = line.split()
+            out.append((int(pid), name, int(rv, 16)))
+    return out
+
+
+def rvs_of(calls, name, pid=None):
+    """The return values of every call of `name` (of one pid if given)."""
+    return [rv for p, n, rv in calls if n == name and (pid is None or p == pid)]
+
+
+def open_session_peaks(calls, resets=()):
+    """{pid: the most sessions that process had open at any one time}.
+
+    Walks the count file in order: a successful C_OpenSession opens one, a
+    successful C_CloseSession closes one, C_CloseAllSessions closes all.
+    resets: indices into calls where every session so far stopped counting
+    (faultmod forgets sessions from before a removal at re-insertion).
+    """
+    now, peak = {}, {}
+    resets = set(resets)
+    for i, (pid, name, rv) in enumerate(calls):
+        if i in resets:
+            now = {}
+        if name == "C_OpenSession" and rv == 0:
+            now[pid] = now.get(pid, 0) + 1
+        elif name == "C_CloseSession" and rv == 0:
+            now[pid] = now.get(pid, 0) - 1
+        elif name == "C_CloseAllSessions" and rv == 0:
+            now[pid] = 0
+        peak[pid] = max(peak.get(pid, 0), now.get(pid, 0))
+    return peak
+
+
+def log_logins(text, user="CKU_USER"):
+    """The CK_RV names of every 'C_Login(slot N, <user>) -> CKR_...' line."""
+    rx = re.compile(r"C_Login\(slot \d+, " + re.escape(user) +
+                    r"\) -> (CKR_[A-Z0-9_]+)")
+    return rx.findall(text)
+
+
+def assert_no_secret(*items):
+    """No PIN (SECRETS) in any of items: (what, str | bytes | Path).
+
+    A Path that does not exist is skipped; everything else is searched as
+    bytes, so a PIN in any encoding-agnostic form is found.
+    """
+    for what, data in items:
+        if isinstance(data, Path):
+            if not data.exists():
+                continue
+            data = data.read_bytes()
+        if isinstance(data, str):
+            data = data.encode(errors="surrogateescape")
+        for secret in SECRETS:
+            assert secret.encode() not in data, \
+                f"a PIN ({secret!r}) appears in {what}"
+
+
+def ops_tool():
+    """tests/tools/p11b_ops.py (drives libcrypto with ctypes)."""
+    path = Path(__file__).resolve().parent / "tools" / "p11b_ops.py"
+    assert path.exists(), f"{path} is missing"
+    return path
+
+
+def run_ops(env, *args, ok=True, timeout=TIMEOUT):
+    """Run p11b_ops.py; (CompletedProcess, its JSON output or None)."""
+    p = run([_sys.executable, ops_tool(), *args], env, ok=ok,
+            timeout=timeout)
+    try:
+        doc = _json.loads(p.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        doc = None
+    if ok:
+        assert doc is not None, f"p11b_ops printed no JSON\n{describe(p)}"
+    return p, doc
+
+
+def _wait_for_noecho(fd, deadline, argv):
+    """Wait until the program has turned the terminal's echo off (as a
+    password prompt does right after printing the prompt), reading what it
+    writes meanwhile; typing earlier would be echoed. On Linux the master
+    side of a pty reports the terminal's (the slave's) settings. This
+    waits on a condition with a deadline, checking it whenever output
+    arrives and at least every 10 ms."""
+    got = b""
+    while _termios.tcgetattr(fd)[3] & _termios.ECHO:
+        if time.monotonic() > deadline:
+            raise CommandFailed(f"{' '.join(argv)}: the prompt never turned "
+                                f"the terminal's echo off")
+        r, _, _ = _select.select([fd], [], [], 0.01)
+        if r:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:  # EIO: the program closed the terminal
+                chunk = b""
+            if not chunk:
+                break
+            got += chunk
+    return got
+
+
+class PtyResult:
+    def __init__(self, argv, returncode, output, prompt):
+        self.args = argv
+        self.returncode = returncode
+        self.output = output      # everything the terminal showed
+        self.prompt = prompt      # the output up to the answer
+
+
+def run_with_pty(argv, env, answer, prompt, timeout=60):
+    """Run argv on a new pseudo-terminal (its controlling tty), wait for
+    the regex `prompt` in what it writes, type answer + newline, read to
+    EOF. No sleeps: select() with a deadline. Output is text with '\\r\\n'
+    turned into '\\n'. A process that never prompts or never ends fails
+    the test (and is killed)."""
+    argv = [str(a) for a in argv]
+    if "PKCS11_PROVIDER_DEBUG" in env:
+        USED_LOGS.add(log_path(env))
+    pid, fd = _pty.fork()
+    if pid == 0:  # the child: on the pty already
+        try:
+            os.execve(argv[0], argv, env)
+        finally:
+            os._exit(127)
+    buf, shown, answered = b"", None, False
+    rx = re.compile(prompt.encode())
+    deadline = time.monotonic() + timeout
+    status = None
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise CommandFailed(
+                    f"{' '.join(argv)}: no {'EOF' if answered else 'prompt'}"
+                    f" within {timeout} s; the terminal showed:\n"
+                    f"{buf.decode(errors='backslashreplace')}")
+            r, _, _ = _select.select([fd], [], [], left)
+            if not r:
+                continue
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                chunk = b""
+            if not chunk:
+                break
+            buf += chunk
+            if not answered and rx.search(buf):
+                shown = buf
+                buf += _wait_for_noecho(fd, deadline, argv)
+                os.write(fd, answer.encode() + b"\n")
+                answered = True
+        _, status = os.waitpid(pid, 0)
+    finally:
+        if status is None:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+        os.close(fd)
+    if not answered:
+        raise CommandFailed(f"{' '.join(argv)} ended without a prompt "
+                            f"matching {prompt!r}:\n"
+                            f"{buf.decode(errors='backslashreplace')}")
+    assert not os.WIFSIGNALED(status), \
+        f"{argv[0]} killed by signal {os.WTERMSIG(status)}"
+    text = buf.decode(errors="backslashreplace").replace("\r\n", "\n")
+    return PtyResult(argv, os.WEXITSTATUS(status), text,
+                     shown.decode(errors="backslashreplace"))
+
+
+
+# ---- a long-running `openssl s_server -www` and a TLS client -----------------
+# (appended for test_recovery and test_valgrind)
+
+import ssl as _ssl  # noqa: E402
+import socket as _socket  # noqa: E402
+
+
+class SServer:
+    """`openssl s_server -www` on 127.0.0.1:<a free port> with a token key.
+
+    Started with env (it loads the provider), waits for the ACCEPT line
+    (no sleeps), and serves until stop() (or -naccept in extra). prefix
+    goes before the openssl binary (valgrind, say). handshake() is a TLS
+    handshake plus a GET, verified against ca, with a socket timeout.
+    """
+
+    def __init__(self, env, cert, key_uri, directory, ca, prefix=(),
+                 extra=(), start_timeout=60):
+        self.err_path = Path(directory) / "s_server.err"
+        self.argv = [str(a) for a in prefix] + [
+            OPENSSL, "s_server", "-accept", "127.0.0.1:0", "-www",
+            "-cert", str(cert), "-key", key_uri] + [str(a) for a in extra]
+        if "PKCS11_PROVIDER_DEBUG" in env:
+            USED_LOGS.add(log_path(env))
+        with open(self.err_path, "w") as err:
+            self.proc = subprocess.Popen(
+                self.argv, env=env, stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=err, start_new_session=True)
+        self.reader = LineReader(self.proc.stdout)
+        line = self.reader.wait_for(r"^ACCEPT", start_timeout)
+        if line is None:
+            self.stop()
+            raise CommandFailed(f"s_server did not start:\n{self.stderr()}")
+        self.port = int(line.rsplit(":", 1)[1])
+        self.ctx = _ssl.create_default_context(cafile=str(ca))
+
+    def handshake(self, timeout=30):
+        """(ok, what happened, seconds) of one handshake and GET /."""
+        t0 = time.monotonic()
+        try:
+            with _socket.create_connection(("127.0.0.1", self.port),
+                                           timeout=timeout) as sock:
+                with self.ctx.wrap_socket(sock,
+                                          server_hostname="localhost") as t:
+                    t.sendall(b"GET / HTTP/1.0\r\n\r\n")
+                    reply = t.recv(64)
+            ok = reply.startswith(b"HTTP/1.0 200")
+            what = reply[:40].decode(errors="replace")
+        except (OSError, _ssl.SSLError) as e:
+            ok, what = False, f"{type(e).__name__}: {e}"
+        self.drain()
+        return ok, what, time.monotonic() - t0
+
+    def handshakes(self, n, timeout=30):
+        return [self.handshake(timeout) for _ in range(n)]
+
+    def drain(self):
+        """Read what s_server wrote so far: its pipe must never fill."""
+        fd = self.proc.stdout.fileno()
+        while True:
+            try:
+                if not os.read(fd, 65536):
+                    return
+            except BlockingIOError:
+                return
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def stderr(self):
+        return self.err_path.read_text(errors="backslashreplace")
+
+    def wait(self, timeout):
+        """Wait for s_server to end by itself (-naccept); its exit code."""
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            kill_group(self.proc)
+            self.proc.wait()
+            raise CommandFailed(f"s_server did not end within {timeout} s")
+        self.drain()
+        return rc
+
+    def stop(self):
+        """Terminate (if still running); its stderr, checked for PINs."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                kill_group(self.proc)
+                self.proc.wait()
+        if not self.proc.stdout.closed:
+            self.reader.close()
+            self.proc.stdout.close()
+        err = self.stderr()
+        check_no_secret(err, "s_server's stderr", self.argv)
+        return err
+
+
+# ---- application tests: docs/HOWTO.md recipes, servers, TLS clients --------
+# (appended for test_tls, test_servers and test_python_apps)
+
+import shlex as _shlex  # noqa: E402
+import shutil as _shutil  # noqa: E402
+# _socket: imported above
+
+HOWTO = Path(__file__).resolve().parent.parent / "docs" / "HOWTO.md"
+RECIPE_DIR = "/srv/p11bridge"  # the recipes' one directory
+RECIPE_TOKEN = "pkcs11:token=my-token"
+_RECIPE_RX = re.compile(r"^<!-- recipe: (\S+) -->[ \t]*\n```[^\n]*\n(.*?)^```",
+                        re.S | re.M)
+
+
+def recipes():
+    """{name: text} of every block marked <!-- recipe: name --> in HOWTO."""
+    found = {}
+    for name, body in _RECIPE_RX.findall(HOWTO.read_text()):
+        assert name not in found, f"recipe {name!r} appears twice in {HOWTO}"
+        found[name] = body
+    return found
+
+
+def recipe(name, subs=None):
+    """The text of a docs/HOWTO.md recipe with its placeholders replaced.
+
+    subs maps placeholder text to its value; the replacement is one pass
+    (longest placeholder first), so a value is never replaced again.
+    """
+    every = recipes()
+    assert name in every, \
+        f"{HOWTO} has no recipe {name!r}; it has {sorted(every)}"
+    text = every[name]
+    if subs:
+        keys = sorted(subs, key=len, reverse=True)
+        rx = re.compile("|".join(re.escape(k) for k in keys))
+        text = rx.sub(lambda m: str(subs[m.group(0)]), text)
+    return text
+
+
+def recipe_subs(directory, token=None, keys=None, port=None,
+                s_server_port=0, provider=None, module=None):
+    """The placeholder values of HOWTO.md for a test.
+
+    keys maps a recipe key name (server-key, client-key, ca-key) to the
+    label of the test token's key that plays it.
+    """
+    subs = {RECIPE_DIR: str(directory), "4433": str(s_server_port)}
+    if port is not None:
+        subs["8443"] = str(port)
+    for role, label in (keys or {}).items():
+        subs[f"{RECIPE_TOKEN};object={role}"] = token.uri(label)
+    if provider is not None:
+        subs["module = pkcs11.so"] = f"module = {provider}"
+    if module is not None:
+        subs["/usr/lib/softhsm/libsofthsm2.so"] = module
+    return subs
+
+
+def recipe_commands(text):
+    """Each command of a shell recipe as an argv list: comment lines are
+    dropped and backslash-newline continuations joined."""
+    cmds = []
+    for line in text.replace("\\\n", " ").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            cmds.append(_shlex.split(line, comments=True))
+    return cmds
+
+
+def recipe_command(name, subs, extra=()):
+    """The one command of a shell recipe as argv, with extra args added."""
+    cmds = recipe_commands(recipe(name, subs))
+    assert len(cmds) == 1, f"recipe {name!r} has {len(cmds)} commands"
+    return cmds[0] + [str(a) for a in extra]
+
+
+def run_shell_recipe(name, subs, env, **kw):
+    """Run a shell recipe's text with bash -e, as a user would paste it."""
+    return run(["/bin/bash", "-e", "-o", "pipefail", "-c",
+                recipe(name, subs)], env, **kw)
+
+
+def require_program(program, package):
+    """The full path of program; a clear failure when it is missing."""
+    path = _shutil.which(program, path="/usr/sbin:/usr/bin:/sbin:/bin")
+    if path is None:
+        raise CommandFailed(
+            f"{program} is not installed: install the Debian package "
+            f"{package} (scripts/deps.sh lists it)")
+    return path
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago (for servers
+    that cannot listen on port 0)."""
+    with _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(port):
+    try:
+        with _socket.create_connection(("127.0.0.1", port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+class Server:
+    """A server program running in the background for one test.
+
+    stdout and stderr go to files in `directory` (or stdout to a pipe read
+    by a LineReader, for servers that print their port; merge_stderr sends
+    stderr there too). The program and
+    everything it forks form a process group that stop() always ends.
+    Waiting never sleeps: it waits on the process itself with a short
+    timeout, so a server that dies is noticed at once.
+    """
+
+    def __init__(self, argv, env, directory, name, pipe_stdout=False,
+                 cwd=None, merge_stderr=False):
+        self.name = name
+        self.argv = [str(a) for a in argv]
+        self.env = env
+        self.out_path = Path(directory) / f"{name}.stdout"
+        self.err_path = Path(directory) / f"{name}.stderr"
+        if "PKCS11_PROVIDER_DEBUG" in env:
+            USED_LOGS.add(log_path(env))
+        self._out = None if pipe_stdout else open(self.out_path, "wb")
+        self._err = open(self.err_path, "wb")
+        self.proc = subprocess.Popen(
+            self.argv, env=env, cwd=cwd, stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE if pipe_stdout else self._out,
+            stderr=subprocess.STDOUT if merge_stderr else self._err,
+            start_new_session=True)
+        self.pid = self.proc.pid
+        self.reader = LineReader(self.proc.stdout) if pipe_stdout else None
+        self.stopped = False
+
+    def output(self):
+        out = "\n".join(self.reader.lines) if self.reader else \
+            self.out_path.read_text(errors="backslashreplace")
+        err = self.err_path.read_text(errors="backslashreplace")
+        return f"--- {self.name} stdout ---\n{out}\n" \
+               f"--- {self.name} stderr ---\n{err}"
+
+    def wait_until(self, predicate, what, timeout=60, step=0.02):
+        """predicate()'s first true value; fails if the server exits."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if self.proc.poll() is not None:
+                raise CommandFailed(
+                    f"{self.name} exited with {self.proc.returncode} while "
+                    f"waiting for {what}\n{' '.join(self.argv)}\n"
+                    f"{self.output()}")
+            if time.monotonic() > deadline:
+                raise CommandFailed(f"{self.name}: no {what} after {timeout}"
+                                    f" s\n{self.output()}")
+            try:
+                self.proc.wait(timeout=step)
+            except subprocess.TimeoutExpired:
+                pass
+
+    def wait_port(self, port, timeout=60):
+        self.wait_until(lambda: port_open(port), f"listener on port {port}",
+                        timeout)
+
+    def wait_line(self, pattern, timeout=60):
+        """The first stdout line matching pattern (pipe_stdout servers)."""
+        line = self.reader.wait_for(pattern, timeout)
+        if line is None:
+            state = "exited" if self.proc.poll() is not None else \
+                f"still running after {timeout} s"
+            raise CommandFailed(f"{self.name}: no line matching {pattern!r}"
+                                f" ({state})\n{self.output()}")
+        return line
+
+    def wait_file_count(self, path, pattern, count, timeout=60):
+        """Wait until `pattern` matches at least `count` lines of a file
+        the server writes (its error log); the matches."""
+        rx = re.compile(pattern, re.M)
+
+        def matches():
+            text = Path(path).read_text(errors="backslashreplace") \
+                if Path(path).exists() else ""
+            found = rx.findall(text)
+            return found if len(found) >= count else None
+        return self.wait_until(matches, f"{count}x {pattern!r} in {path}",
+                               timeout)
+
+    def wait_exit(self, timeout=60):
+        """Wait for the server to exit by itself; its exit code."""
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise CommandFailed(f"{self.name} still running after {timeout}"
+                                f" s\n{self.output()}") from None
+        self.stop()
+        return rc
+
+    def drain(self):
+        """Read what a pipe_stdout server printed so far (keeps the pipe
+        from filling up)."""
+        if self.reader:
+            self.reader.wait_for(r"(?!)", 0.01)
+
+    def stop(self, argv=None, env=None, timeout=60):
+        """End the server: argv (its own stop command, run with env or
+        the server's) or SIGTERM, then wait; SIGKILL the whole group
+        whatever happens. The exit code."""
+        if self.stopped:
+            return self.proc.returncode
+        self.stopped = True
+        try:
+            if self.proc.poll() is None:
+                if argv is not None:
+                    run(argv, self.env if env is None else env)
+                else:
+                    self.proc.terminate()
+                try:
+                    self.proc.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    pass
+        finally:
+            kill_group(self.proc)
+            self.proc.wait()
+            if self.reader:
+                self.drain()
+                self.reader.close()
+                self.proc.stdout.close()
+            self.proc.stdin.close()
+            for f in (self._out, self._err):
+                if f:
+                    f.close()
+        text = self.output()
+        check_no_secret(text, f"{self.name}'s output")
+        return self.proc.returncode
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop(timeout=10)
+
+
+def curl_fetch(port, cafile, env, *extra, path="/", ok=True):
+    """GET https://localhost:port/path with curl; (body, handshake seconds,
+    CompletedProcess). The handshake time is curl's time_appconnect minus
+    time_connect."""
+    curl = require_program("curl", "curl")
+    argv = [curl, "--silent", "--show-error", "--max-time", "60",
+            "--cacert", cafile,
+            "--resolve", f"localhost:{port}:127.0.0.1",
+            "--write-out", "\n@@ %{time_connect} %{time_appconnect}\n",
+            *extra, f"https://localhost:{port}{path}"]
+    p = run(argv, env, ok=ok)
+    body, _, stats = p.stdout.rpartition("\n@@ ")
+    try:
+        connect, appconnect = (float(x) for x in stats.split())
+    except ValueError:
+        raise CommandFailed(f"curl's --write-out not found\n{describe(p)}")
+    return body, appconnect - connect, p
+
+
+_S_CLIENT_FIELDS = {
+    "protocol": r"^New, (TLSv[\d.]+), Cipher is (\S+)",
+    "peer_sig_type": r"^Peer signature type: (\S+)",
+    "peer_digest": r"^Peer signing digest: (\S+)",
+    "verify": r"Verify return code: (\d+)",
+}
+
+
+def s_client_summary(stdout):
+    """What `openssl s_client` says about its handshake: protocol, cipher,
+    peer_sig_type, peer_digest, verify (None when not printed)."""
+    out = {}
+    for key, rx in _S_CLIENT_FIELDS.items():
+        m = re.search(rx, stdout, re.M)
+        if key == "protocol":
+            out["protocol"], out["cipher"] = m.groups() if m else (None, None)
+        else:
+            out[key] = m.group(1) if m else None
+    return out
+
+
+def log_lines_of(text, pid):
+    """The debug log lines written by process pid."""
+    return [line for line in text.splitlines()
+            if (m := _LINE.match(line)) and int(m.group(1)) == pid]

@@ -75,6 +75,17 @@ static CK_RV open_counted(struct p11b_slot *s, unsigned long gen,
     return rv;
 }
 
+/* 1 if a bound was learned from CKR_SESSION_COUNT with sessions open. */
+static int bound_learned(struct p11b_slot *s)
+{
+    int learned;
+
+    pthread_mutex_lock(&s->lock);
+    learned = s->max_open > 0 && s->nopen > 0;
+    pthread_mutex_unlock(&s->lock);
+    return learned;
+}
+
 static CK_RV ensure_token(struct p11b_slot *s)
 {
     int stale;
@@ -85,10 +96,39 @@ static CK_RV ensure_token(struct p11b_slot *s)
     return stale ? p11b_slot_refresh(s) : CKR_OK;
 }
 
+/* Wait for an idle session or room for a new one; locked: s->lock. */
+static CK_RV take_or_wait(struct p11b_slot *s, struct p11b_session *out,
+                          int *open_new)
+{
+    *open_new = 0;
+    for (;;) {
+        if (!s->token_present)
+            return CKR_TOKEN_NOT_PRESENT;
+        if (s->nidle > 0) {
+            out->slot = s;
+            out->h = s->idle[--s->nidle];
+            out->gen = s->gen;
+            out->fork_gen = p11b_fork_generation();
+            return CKR_OK;
+        }
+        if (s->max_open == 0 || s->nopen < s->max_open) {
+            s->nopen++;
+            *open_new = 1;
+            return CKR_OK;
+        }
+        if (!wait_for_session(s)) {
+            P11B_LOG(1, "slot %lu: no session free after %d s", s->id,
+                     P11B_SESSION_WAIT_SEC);
+            return CKR_SESSION_COUNT;
+        }
+    }
+}
+
 CK_RV p11b_session_acquire(struct p11b_slot *s, struct p11b_session *out)
 {
     char err[16];
     unsigned long gen;
+    int open_new, tries;
     CK_RV rv;
 
     rv = p11b_module_ensure(s->mod, err, sizeof(err));
@@ -96,34 +136,21 @@ CK_RV p11b_session_acquire(struct p11b_slot *s, struct p11b_session *out)
         rv = ensure_token(s);
     if (rv != CKR_OK)
         return rv;
-
-    pthread_mutex_lock(&s->lock);
-    for (;;) {
-        if (!s->token_present) {
-            pthread_mutex_unlock(&s->lock);
-            return CKR_TOKEN_NOT_PRESENT;
-        }
-        if (s->nidle > 0) {
-            out->slot = s;
-            out->h = s->idle[--s->nidle];
-            out->gen = s->gen;
-            out->fork_gen = p11b_fork_generation();
-            pthread_mutex_unlock(&s->lock);
-            return CKR_OK;
-        }
-        if (s->max_open == 0 || s->nopen < s->max_open)
-            break;
-        if (!wait_for_session(s)) {
-            pthread_mutex_unlock(&s->lock);
-            P11B_LOG(1, "slot %lu: no session free after %d s", s->id,
-                     P11B_SESSION_WAIT_SEC);
-            return CKR_SESSION_COUNT;
-        }
+    /* A CKR_SESSION_COUNT while others are open taught us the token's
+     * real bound: then wait for one of ours to come back, like any other
+     * thread past the bound. */
+    for (tries = 0; tries < 3; tries++) {
+        pthread_mutex_lock(&s->lock);
+        rv = take_or_wait(s, out, &open_new);
+        gen = s->gen;
+        pthread_mutex_unlock(&s->lock);
+        if (rv != CKR_OK || !open_new)
+            return rv;
+        rv = open_counted(s, gen, out);
+        if (rv != CKR_SESSION_COUNT || !bound_learned(s))
+            return rv;
     }
-    s->nopen++;
-    gen = s->gen;
-    pthread_mutex_unlock(&s->lock);
-    return open_counted(s, gen, out);
+    return rv;
 }
 
 /* locked: s->lock. 1 if the session was taken back into the pool. */

@@ -207,6 +207,15 @@ static int login_with_callback(struct p11b_prov *prov, struct p11b_slot *s,
     char label[40];
     CK_RV rv;
 
+    /* A locked token, or one at its final try, is refused before anyone
+     * is asked for a PIN (p11b_slot_login would refuse it anyway). */
+    if (p11b_slot_refresh(s) == CKR_OK && p11b_slot_token_info(s, &ti) == CKR_OK &&
+        (ti.flags & (CKF_USER_PIN_LOCKED | CKF_USER_PIN_FINAL_TRY)))
+        return report_login(prov, s,
+                            (ti.flags & CKF_USER_PIN_LOCKED)
+                                ? CKR_PIN_LOCKED
+                                : P11B_CKR_PIN_FINAL_TRY,
+                            "the application's PIN prompt");
     if (p11b_slot_token_info(s, &ti) == CKR_OK &&
         (ti.flags & CKF_PROTECTED_AUTHENTICATION_PATH)) {
         rv = p11b_slot_login(s, NULL, 0, 0); /* PIN pad on the reader */
