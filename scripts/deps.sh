@@ -10,6 +10,7 @@ PACKAGES=(
     python3 python3-pytest python3-cryptography python3-openssl
     python3-pykcs11
     clang valgrind
+    curl nginx-light apache2 haproxy lighttpd lighttpd-mod-openssl
 )
 
 missing=()

@@ -14,9 +14,12 @@ make -C _build check -j2 PYTEST_ARGS="${PYTEST_ARGS:--q -rfE}"
 
 echo "== sanitizer build (ASan+UBSan) and make check"
 scripts/build.sh _build-asan --enable-werror --enable-sanitizers
-# valgrind cannot run an ASan build: its tests run in the plain stage.
+# Run in the plain stage only: valgrind cannot run an ASan build, and
+# Debian's curl hangs at start-up with libasan preloaded (no provider
+# involved), so it cannot load the ASan-built provider.
 make -C _build-asan check -j2 \
-    PYTEST_ARGS="${PYTEST_ARGS:--q -rfE} --ignore=$PWD/tests/test_valgrind.py"
+    PYTEST_ARGS="${PYTEST_ARGS:--q -rfE} --ignore=$PWD/tests/test_valgrind.py \
+ -k 'not test_curl_presents_a_client_certificate_from_the_token'"
 
 echo "== ThreadSanitizer: 16 threads signing"
 scripts/tsan.sh

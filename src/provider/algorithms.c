@@ -16,6 +16,7 @@
 #define P11B_TEXT_PROPS P11B_PROPS ",output=text"
 #define P11B_URI_PROPS P11B_PROPS ",output=pem,structure=PrivateKeyInfo"
 #define P11B_PEM_IN_PROPS P11B_PROPS ",input=pem"
+#define P11B_DER_IN_PROPS P11B_PROPS ",input=der"
 
 extern const OSSL_DISPATCH p11b_rsa_keymgmt_functions[];
 extern const OSSL_DISPATCH p11b_rsapss_keymgmt_functions[];
@@ -29,6 +30,7 @@ extern const OSSL_DISPATCH p11b_rsa_asym_cipher_functions[];
 extern const OSSL_DISPATCH p11b_ecdh_keyexch_functions[];
 extern const OSSL_DISPATCH p11b_text_encoder_functions[];
 extern const OSSL_DISPATCH p11b_uri_encoder_functions[];
+extern const OSSL_DISPATCH p11b_uri_pem_decoder_functions[];
 extern const OSSL_DISPATCH p11b_rsa_uri_decoder_functions[];
 extern const OSSL_DISPATCH p11b_rsapss_uri_decoder_functions[];
 extern const OSSL_DISPATCH p11b_ec_uri_decoder_functions[];
@@ -99,17 +101,19 @@ static const OSSL_ALGORITHM encoder_algs[] = {
 };
 
 static const OSSL_ALGORITHM decoder_algs[] = {
-    { P11B_NAMES_RSA, P11B_PEM_IN_PROPS, p11b_rsa_uri_decoder_functions,
-      "PEM-wrapped pkcs11: URI to RSA token key" },
-    { P11B_NAMES_RSA_PSS, P11B_PEM_IN_PROPS, p11b_rsapss_uri_decoder_functions,
-      "PEM-wrapped pkcs11: URI to RSA-PSS token key" },
-    { P11B_NAMES_EC, P11B_PEM_IN_PROPS, p11b_ec_uri_decoder_functions,
-      "PEM-wrapped pkcs11: URI to EC token key" },
-    { P11B_NAMES_ED25519, P11B_PEM_IN_PROPS,
+    { "DER", P11B_PEM_IN_PROPS, p11b_uri_pem_decoder_functions,
+      "PEM-wrapped pkcs11: URI to DER" },
+    { P11B_NAMES_RSA, P11B_DER_IN_PROPS, p11b_rsa_uri_decoder_functions,
+      "pkcs11: URI (DER) to RSA token key" },
+    { P11B_NAMES_RSA_PSS, P11B_DER_IN_PROPS, p11b_rsapss_uri_decoder_functions,
+      "pkcs11: URI (DER) to RSA-PSS token key" },
+    { P11B_NAMES_EC, P11B_DER_IN_PROPS, p11b_ec_uri_decoder_functions,
+      "pkcs11: URI (DER) to EC token key" },
+    { P11B_NAMES_ED25519, P11B_DER_IN_PROPS,
       p11b_ed25519_uri_decoder_functions,
-      "PEM-wrapped pkcs11: URI to Ed25519 token key" },
-    { P11B_NAMES_ED448, P11B_PEM_IN_PROPS, p11b_ed448_uri_decoder_functions,
-      "PEM-wrapped pkcs11: URI to Ed448 token key" },
+      "pkcs11: URI (DER) to Ed25519 token key" },
+    { P11B_NAMES_ED448, P11B_DER_IN_PROPS, p11b_ed448_uri_decoder_functions,
+      "pkcs11: URI (DER) to Ed448 token key" },
     { NULL, NULL, NULL, NULL }
 };
 

@@ -1,10 +1,16 @@
 /*
- * Decoder for the PEM-wrapped pkcs11: URI (uri_pem.h): a program that
+ * Decoders for the PEM-wrapped pkcs11: URI (uri_pem.h): a program that
  * reads a private key file (PEM_read_bio_PrivateKey, OSSL_DECODER: nginx,
- * Python's ssl, curl, pyOpenSSL) gets the token key the URI names. The
- * whole input is searched, so the URI block may follow a certificate in
- * one file: some programs leave an old error on the queue that stops
- * OpenSSL from retrying another decoder.
+ * Python's ssl, curl, pyOpenSSL; OSSL_STORE's file: loader: the openssl
+ * commands) gets the token key the URI names.
+ *
+ * Two steps, as OpenSSL's own decoders are chained: PEM to DER for our
+ * label ("DER", input=pem), then DER to a key reference (one instance per
+ * key type, input=der). The PEM step searches its whole input, so the URI
+ * block may follow a certificate in one file: some programs leave an old
+ * error on the queue that stops OpenSSL from retrying another decoder on
+ * the next block. The DER step answers "not mine" quickly for any other
+ * DER it is offered.
  */
 #include "config.h"
 
@@ -31,6 +37,7 @@ struct uri_decoder_ctx {
 static OSSL_FUNC_decoder_freectx_fn urid_freectx;
 static OSSL_FUNC_decoder_does_selection_fn urid_does_selection;
 static OSSL_FUNC_decoder_decode_fn urid_decode;
+static OSSL_FUNC_decoder_decode_fn uripem_decode;
 
 static void *urid_newctx(void *provctx, enum p11b_key_family family)
 {
@@ -76,6 +83,38 @@ static unsigned char *read_all(struct p11b_prov *prov, OSSL_CORE_BIO *cin,
     return buf;
 }
 
+/* PEM to DER: the body of the first URI block anywhere in the input. */
+static int uripem_decode(void *vctx, OSSL_CORE_BIO *cin, int selection,
+                         OSSL_CALLBACK *data_cb, void *data_cbarg,
+                         OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_cbarg)
+{
+    struct uri_decoder_ctx *ctx = vctx;
+    unsigned char *text, *der = NULL;
+    OSSL_PARAM params[3];
+    char *uri = NULL;
+    size_t len = 0, derlen = 0;
+    int ok = 1, type = OSSL_OBJECT_PKEY;
+
+    (void)selection;
+    (void)pw_cb;
+    (void)pw_cbarg;
+    text = read_all(ctx->prov, cin, &len);
+    if (text != NULL && p11b_uri_pem_find(text, len, &uri) &&
+        p11b_uri_der_encode(P11B_URI_PEM_DESC, uri, &der, &derlen)) {
+        P11B_LOG(2, "PEM-wrapped URI found");
+        params[0] = OSSL_PARAM_construct_int(OSSL_OBJECT_PARAM_TYPE, &type);
+        params[1] = OSSL_PARAM_construct_octet_string(OSSL_OBJECT_PARAM_DATA,
+                                                      der, derlen);
+        params[2] = OSSL_PARAM_construct_end();
+        ok = data_cb(params, data_cbarg);
+    }
+    OPENSSL_free(der);
+    OPENSSL_free(uri);
+    OPENSSL_free(text);
+    return ok; /* nothing found: not ours, another decoder may take it */
+}
+
+/* DER to a key reference, for this decoder's key type. */
 static int urid_decode(void *vctx, OSSL_CORE_BIO *cin, int selection,
                        OSSL_CALLBACK *data_cb, void *data_cbarg,
                        OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_cbarg)
@@ -84,17 +123,16 @@ static int urid_decode(void *vctx, OSSL_CORE_BIO *cin, int selection,
     struct p11b_key *key = NULL;
     struct p11b_key_ref ref;
     OSSL_PARAM params[4];
-    unsigned char *text;
+    unsigned char *der;
     char *uri = NULL;
     size_t len = 0;
     int type = OSSL_OBJECT_PKEY, ok = 1, found;
 
-    text = read_all(ctx->prov, cin, &len);
-    found = text != NULL && p11b_uri_pem_find(text, len, &uri);
-    OPENSSL_free(text);
+    der = read_all(ctx->prov, cin, &len);
+    found = der != NULL && p11b_uri_der_decode(der, len, &uri);
+    OPENSSL_free(der);
     if (!found)
         return 1; /* not ours: another decoder may take it */
-    P11B_LOG(2, "PEM-wrapped URI found, loading the key");
     if (!p11b_store_load_key(ctx->prov, uri,
                              (selection & OSSL_KEYMGMT_SELECT_PRIVATE_KEY) ||
                                  selection == 0,
@@ -104,7 +142,7 @@ static int urid_decode(void *vctx, OSSL_CORE_BIO *cin, int selection,
     }
     OPENSSL_free(uri);
     /* Each key type has its own instance of this decoder: the one of the
-     * key's type hands it over. */
+     * key's type hands it over (the search is cached: no token call). */
     if (key->family == ctx->family ||
         (p11b_family_is_rsa(key->family) && p11b_family_is_rsa(ctx->family))) {
         p11b_key_ref_init(&ref, key);
@@ -119,6 +157,11 @@ static int urid_decode(void *vctx, OSSL_CORE_BIO *cin, int selection,
     }
     p11b_key_free(key);
     return ok;
+}
+
+static void *uripem_newctx(void *provctx)
+{
+    return urid_newctx(provctx, P11B_FAMILY_NONE);
 }
 
 static void *rsa_urid_newctx(void *provctx)
@@ -145,6 +188,13 @@ static void *ed448_urid_newctx(void *provctx)
 {
     return urid_newctx(provctx, P11B_FAMILY_ED448);
 }
+
+const OSSL_DISPATCH p11b_uri_pem_decoder_functions[] = {
+    { OSSL_FUNC_DECODER_NEWCTX, (void (*)(void))uripem_newctx },
+    { OSSL_FUNC_DECODER_FREECTX, (void (*)(void))urid_freectx },
+    { OSSL_FUNC_DECODER_DECODE, (void (*)(void))uripem_decode },
+    { 0, NULL }
+};
 
 const OSSL_DISPATCH p11b_rsa_uri_decoder_functions[] = {
     { OSSL_FUNC_DECODER_NEWCTX, (void (*)(void))rsa_urid_newctx },
