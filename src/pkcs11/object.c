@@ -239,6 +239,7 @@ static CK_RV load_object(struct p11b_session *sess, CK_OBJECT_HANDLE h,
     o->cls = CK_UNAVAILABLE_INFORMATION;
     o->key_type = CK_UNAVAILABLE_INFORMATION;
     o->cert_type = CK_UNAVAILABLE_INFORMATION;
+    o->copy = CK_INVALID_HANDLE;
     rv = read_attrs(sess, o, common_attrs, P11B_NELEM(common_attrs));
     if (rv == CKR_OK && o->cls == CKO_PRIVATE_KEY)
         rv = read_attrs(sess, o, private_key_attrs,
@@ -269,8 +270,14 @@ static size_t build_template(const struct p11b_query *q, CK_ATTRIBUTE *t,
         { &q->subject, CKA_SUBJECT }, { &q->issuer, CKA_ISSUER },
         { &q->serial, CKA_SERIAL_NUMBER },
     };
+    static const CK_BBOOL on_token = CK_TRUE;
     size_t n = 0, i, used = 0;
 
+    /* Token objects only: our own session copies of keys (and anyone
+     * else's session objects) share their labels and ids. */
+    t[n].type = CKA_TOKEN;
+    t[n].pValue = (void *)&on_token;
+    t[n++].ulValueLen = sizeof(on_token);
     if (q->has_class) {
         t[n].type = CKA_CLASS;
         t[n].pValue = (void *)&q->cls;

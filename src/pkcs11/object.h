@@ -39,6 +39,11 @@ struct p11b_obj {
     struct p11b_bytes value, subject, issuer, serial; /* certificates */
     CK_MECHANISM_TYPE *allowed_mechs;
     CK_ULONG n_allowed_mechs;   /* 0 with allowed_mechs NULL: no limit */
+    /* A session copy of this (private key) object in the slot's object
+     * session, valid in slot generation copy_gen. locked: slot->obj_lock.
+     * It goes away with that session. */
+    CK_OBJECT_HANDLE copy;
+    unsigned long copy_gen;
 };
 
 /* A search: each field is used only when set. */

@@ -27,8 +27,10 @@ struct p11b_slot *p11b_slot_new(struct p11b_module *mod, CK_SLOT_ID id)
     s->token_stale = 1;
     s->gen = 1;
     s->login_session = CK_INVALID_HANDLE;
+    s->obj_session = CK_INVALID_HANDLE;
     s->ecdh_der = -1;
     pthread_mutex_init(&s->lock, NULL);
+    pthread_mutex_init(&s->obj_lock, NULL);
     pthread_cond_init(&s->cond, NULL);
     return s;
 }
@@ -54,6 +56,7 @@ void p11b_slot_free(struct p11b_slot *s)
     free(s->mechs);
     free(s->minfo);
     pthread_cond_destroy(&s->cond);
+    pthread_mutex_destroy(&s->obj_lock);
     pthread_mutex_destroy(&s->lock);
     free(s);
 }
@@ -67,6 +70,10 @@ void p11b_slot_close(struct p11b_slot *s)
     for (i = 0; i < s->nidle; i++)
         f->C_CloseSession(s->idle[i]);
     s->nidle = 0;
+    if (s->obj_session != CK_INVALID_HANDLE) {
+        f->C_CloseSession(s->obj_session); /* destroys the key copies */
+        s->obj_session = CK_INVALID_HANDLE;
+    }
     if (s->login_session != CK_INVALID_HANDLE) {
         f->C_Logout(s->login_session);
         f->C_CloseSession(s->login_session);
@@ -99,6 +106,7 @@ static void forget_state(struct p11b_slot *s)
     s->logged_in = 0;
     s->login_busy = 0;
     s->login_session = CK_INVALID_HANDLE;
+    s->obj_session = CK_INVALID_HANDLE;
     s->token_stale = 1;
     p11b_objcache_clear(s->cache);
 }
@@ -128,12 +136,14 @@ void p11b_slot_invalidate(struct p11b_slot *s)
     pthread_mutex_lock(&s->lock);
     P11B_LOG(1, "slot %lu: token state lost, sessions and handles dropped",
              s->id);
-    drop = calloc(s->nidle + 1, sizeof(*drop));
+    drop = calloc(s->nidle + 2, sizeof(*drop));
     if (drop != NULL) {
         memcpy(drop, s->idle, s->nidle * sizeof(*drop));
         n = s->nidle;
         if (s->login_session != CK_INVALID_HANDLE)
             drop[n++] = s->login_session;
+        if (s->obj_session != CK_INVALID_HANDLE)
+            drop[n++] = s->obj_session;
     }
     forget_state(s);
     pthread_cond_broadcast(&s->cond);
@@ -145,7 +155,10 @@ void p11b_slot_invalidate(struct p11b_slot *s)
 void p11b_slot_reset_after_fork(struct p11b_slot *s)
 {
     /* The child owns no session of the parent's: drop them all, keep the
-     * cached PIN so the child can log in again by itself. */
+     * cached PIN so the child can log in again by itself. The object lock
+     * is not taken by the fork handlers: start it afresh (the child is
+     * single-threaded until now). */
+    pthread_mutex_init(&s->obj_lock, NULL);
     pthread_mutex_lock(&s->lock);
     forget_state(s);
     pthread_mutex_unlock(&s->lock);
@@ -519,4 +532,50 @@ void p11b_slot_set_ecdh_der(struct p11b_slot *s, int der)
     pthread_mutex_lock(&s->lock);
     s->ecdh_der = der;
     pthread_mutex_unlock(&s->lock);
+}
+
+CK_RV p11b_slot_object_session(struct p11b_slot *s, CK_SESSION_HANDLE *out,
+                               unsigned long *gen)
+{
+    CK_SESSION_HANDLE h = CK_INVALID_HANDLE;
+    unsigned long g;
+    CK_RV rv;
+
+    pthread_mutex_lock(&s->lock);
+    h = s->obj_session;
+    g = s->gen;
+    /* Never at the cost of the pool: on a token with few sessions, keep
+     * room for one operation session besides this one. */
+    if (h == CK_INVALID_HANDLE && s->max_open != 0 &&
+        s->nopen + 2 > s->max_open) {
+        pthread_mutex_unlock(&s->lock);
+        return CKR_SESSION_COUNT;
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (h == CK_INVALID_HANDLE) {
+        rv = s->mod->fns->C_OpenSession(s->id, CKF_SERIAL_SESSION, NULL, NULL,
+                                        &h);
+        P11B_LOG(2, "C_OpenSession(slot %lu) for session objects -> %s",
+                 s->id, p11b_rv_name(rv));
+        p11b_note_call("C_OpenSession", rv);
+        if (rv == CKR_SESSION_COUNT)
+            s->copy_refused = 1; /* no session to spare on this token */
+        if (rv != CKR_OK)
+            return rv;
+        pthread_mutex_lock(&s->lock);
+        if (s->gen == g && s->obj_session == CK_INVALID_HANDLE) {
+            s->obj_session = h;
+            s->nopen++;
+            h = CK_INVALID_HANDLE;
+        }
+        *out = s->obj_session;
+        g = s->gen;
+        pthread_mutex_unlock(&s->lock);
+        if (h != CK_INVALID_HANDLE) /* another thread was first */
+            s->mod->fns->C_CloseSession(h);
+        h = *out;
+    }
+    *out = h;
+    *gen = g;
+    return h != CK_INVALID_HANDLE ? CKR_OK : CKR_SESSION_HANDLE_INVALID;
 }

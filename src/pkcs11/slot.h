@@ -53,6 +53,13 @@ struct p11b_slot {
 
     struct p11b_mech_info *minfo; /* C_GetMechanismInfo answers, kept      */
     size_t nminfo;
+
+    /* A session kept open to hold session objects (copies of keys), and
+     * the lock that serialises calls on it (a session is not for two
+     * threads at once). Opened at first use; gone with the generation. */
+    CK_SESSION_HANDLE obj_session; /* locked: lock                         */
+    pthread_mutex_t obj_lock;
+    int copy_refused;              /* C_CopyObject failed once: no copies  */
 };
 
 struct p11b_mech_info {
@@ -105,6 +112,11 @@ int p11b_slot_has_cached_pin(struct p11b_slot *slot);
  * or CKR_USER_NOT_LOGGED_IN when none is cached. */
 CK_RV p11b_slot_get1_cached_pin(struct p11b_slot *slot, unsigned char **pin,
                                 size_t *len);
+/* The slot's object session, opened if needed; *gen is the generation it
+ * belongs to. Calls on it must hold slot->obj_lock. */
+CK_RV p11b_slot_object_session(struct p11b_slot *slot, CK_SESSION_HANDLE *out,
+                               unsigned long *gen);
+
 /* ECDH peer point form the token took: 1 DER, 0 raw, -1 not known yet. */
 int p11b_slot_ecdh_der(struct p11b_slot *slot);
 void p11b_slot_set_ecdh_der(struct p11b_slot *slot, int der);

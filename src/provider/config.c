@@ -24,7 +24,7 @@ static const char *const known_keys[] = {
     P11B_CFG_MODULE_PATH, P11B_CFG_INIT_ARGS,      P11B_CFG_TOKEN_PIN,
     P11B_CFG_LOAD_BEHAVIOR, P11B_CFG_LOGIN_BEHAVIOR, P11B_CFG_CACHE_PINS,
     P11B_CFG_CACHE_SESSIONS, P11B_CFG_ALLOW_EXPORT, P11B_CFG_QUIRKS,
-    P11B_CFG_BLOCK_OPS,
+    P11B_CFG_BLOCK_OPS, P11B_CFG_CACHE_KEYS,
 };
 
 /* Keys OpenSSL's own provider configuration uses. */
@@ -201,6 +201,11 @@ static int apply_choices(struct p11b_prov *prov, const struct raw_config *raw)
     if (v != NULL && !parse_number(v, 1, &n))
         return bad_value(prov, P11B_CFG_ALLOW_EXPORT, "must be 0 or 1");
     c->deny_export = v != NULL && n == 1;
+    v = raw->values[10];
+    if (v == NULL || strcmp(v, "true") == 0)
+        c->cache_keys = 1;
+    else if (strcmp(v, "false") != 0)
+        return bad_value(prov, P11B_CFG_CACHE_KEYS, "must be true or false");
     return 1;
 }
 

@@ -34,6 +34,7 @@ struct p11b_uri;
 #define P11B_CFG_ALLOW_EXPORT "pkcs11-module-allow-export"
 #define P11B_CFG_QUIRKS "pkcs11-module-quirks"
 #define P11B_CFG_BLOCK_OPS "pkcs11-module-block-operations"
+#define P11B_CFG_CACHE_KEYS "pkcs11-module-cache-keys"
 
 enum p11b_login_behavior {
     P11B_LOGIN_AUTO = 0, /* look without login; log in if nothing found */
@@ -66,6 +67,7 @@ struct p11b_config {
     int deny_export;
     unsigned int quirks;
     unsigned int blocked;
+    int cache_keys;          /* use session copies of private keys */
 };
 
 struct p11b_prov {
