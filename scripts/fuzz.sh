@@ -13,10 +13,12 @@ inc="-I$top/src -I$top/_build $(pkg-config --cflags p11-kit-1)"
 declare -A sources=(
     [fuzz_uri]="tests/fuzz/fuzz_uri.c src/pkcs11/uri.c"
     [fuzz_uri_pem]="tests/fuzz/fuzz_uri_pem.c src/provider/uri_pem.c"
+    [fuzz_ecconv]="tests/fuzz/fuzz_ecconv.c src/provider/ecconv.c"
 )
 declare -A corpora=(
     [fuzz_uri]=tests/fuzz/corpus_uri
     [fuzz_uri_pem]=tests/fuzz/corpus_uri_pem
+    [fuzz_ecconv]=tests/fuzz/corpus_ecconv
 )
 
 for t in "${!sources[@]}"; do

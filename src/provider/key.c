@@ -18,6 +18,7 @@
 #include "pkcs11/object.h"
 #include "pkcs11/slot.h"
 #include "provider/errors.h"
+#include "provider/ecconv.h"
 #include "provider/key.h"
 #include "provider/provider.h"
 
@@ -145,59 +146,6 @@ const char *p11b_ec_params_to_name(const unsigned char *der, size_t len)
     nid = OBJ_obj2nid(oid);
     ASN1_OBJECT_free(oid);
     return nid == NID_undef ? NULL : OSSL_EC_curve_nid2name(nid);
-}
-
-static size_t ec_field_bytes(const char *curve)
-{
-    EC_GROUP *g = EC_GROUP_new_by_curve_name(OBJ_sn2nid(curve));
-    size_t fb;
-
-    if (g == NULL) {
-        ERR_clear_error();
-        return 0;
-    }
-    fb = ((size_t)EC_GROUP_get_degree(g) + 7) / 8;
-    EC_GROUP_free(g);
-    return fb;
-}
-
-static int point_len_ok(const unsigned char *pt, size_t len, size_t fb)
-{
-    if (len == 1 + 2 * fb && pt[0] == 0x04)
-        return 1;
-    return len == 1 + fb && (pt[0] == 0x02 || pt[0] == 0x03);
-}
-
-/* CKA_EC_POINT comes DER-wrapped (an OCTET STRING) from most tokens and
- * raw from some: take whichever form has a valid point length. */
-static int ec_point_octets(const char *curve, const unsigned char *d,
-                           size_t len, const unsigned char **pt,
-                           size_t *pt_len)
-{
-    size_t fb = ec_field_bytes(curve), hdr, clen;
-
-    if (fb == 0 || len < 2)
-        return 0;
-    if (d[0] == 0x04 && d[1] < 0x80) {
-        hdr = 2;
-        clen = d[1];
-    } else if (d[0] == 0x04 && d[1] == 0x81 && len > 2) {
-        hdr = 3;
-        clen = d[2];
-    } else {
-        hdr = clen = 0;
-    }
-    if (hdr > 0 && hdr + clen == len && point_len_ok(d + hdr, clen, fb)) {
-        *pt = d + hdr;
-        *pt_len = clen;
-        return 1;
-    }
-    if (point_len_ok(d, len, fb)) {
-        *pt = d;
-        *pt_len = len;
-        return 1;
-    }
-    return 0;
 }
 
 static EVP_PKEY *from_params(struct p11b_prov *prov, const char *name,
@@ -381,7 +329,7 @@ static EVP_PKEY *public_from(struct p11b_key *key, const struct p11b_obj *o)
         o->ec_params.present && o->ec_point.present) {
         curve = p11b_ec_params_to_name(o->ec_params.data, o->ec_params.len);
         if (curve != NULL &&
-            ec_point_octets(curve, o->ec_point.data, o->ec_point.len, &pt,
+            p11b_ec_point_octets(curve, o->ec_point.data, o->ec_point.len, &pt,
                             &pt_len))
             pkey = ec_public(key->prov, curve, pt, pt_len);
     }

@@ -15,6 +15,7 @@
 #include <openssl/evp.h>
 #include <openssl/params.h>
 
+#include "provider/ecconv.h"
 #include "provider/errors.h"
 #include "provider/key.h"
 #include "provider/provider.h"
@@ -57,34 +58,6 @@ static int ecdsa_digest_verify_init(void *vctx, const char *mdname, void *key,
 {
     return p11b_sig_digest_init(vctx, mdname, key, params,
                                 P11B_SIG_DIGEST_VERIFY);
-}
-
-/* r || s, each half the length, into DER. */
-int p11b_ecdsa_raw_to_der(const unsigned char *raw, size_t rawlen,
-                          unsigned char *der, size_t *derlen);
-int p11b_ecdsa_raw_to_der(const unsigned char *raw, size_t rawlen,
-                          unsigned char *der, size_t *derlen)
-{
-    ECDSA_SIG *sig = ECDSA_SIG_new();
-    BIGNUM *r, *s;
-    unsigned char *p = der;
-    int len = 0;
-
-    if (sig == NULL || rawlen == 0 || rawlen % 2 != 0) {
-        ECDSA_SIG_free(sig);
-        return 0;
-    }
-    r = BN_bin2bn(raw, (int)(rawlen / 2), NULL);
-    s = BN_bin2bn(raw + rawlen / 2, (int)(rawlen / 2), NULL);
-    if (r == NULL || s == NULL || !ECDSA_SIG_set0(sig, r, s)) {
-        BN_free(r);
-        BN_free(s);
-    } else if (i2d_ECDSA_SIG(sig, NULL) <= (int)*derlen) {
-        len = i2d_ECDSA_SIG(sig, &p);
-    }
-    ECDSA_SIG_free(sig);
-    *derlen = len > 0 ? (size_t)len : 0;
-    return len > 0;
 }
 
 static int ecdsa_sign_digest(struct p11b_sig_ctx *ctx, unsigned char *sig,
