@@ -50,6 +50,11 @@ struct p11b_sig_ctx {
     EVP_PKEY_CTX *soft;       /* owned unless soft_md holds it          */
     EVP_MD_CTX *soft_md;
 
+    /* ECDSA digest-sign makes the twin only when something asks it
+     * (parameters): the hot path of libssl's handshakes never does. */
+    int twin_deferred;
+    char *mdname;
+
     /* digest-sign */
     EVP_MD_CTX *md_ctx;       /* software hash of the message           */
     unsigned char *msg;       /* whole message, for a combined mechanism */

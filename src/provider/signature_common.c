@@ -49,6 +49,9 @@ static void sig_reset(struct p11b_sig_ctx *ctx)
         EVP_PKEY_CTX_free(ctx->soft);
     ctx->soft_md = NULL;
     ctx->soft = NULL;
+    ctx->twin_deferred = 0;
+    OPENSSL_free(ctx->mdname);
+    ctx->mdname = NULL;
     EVP_MD_CTX_free(ctx->md_ctx);
     ctx->md_ctx = NULL;
     OPENSSL_free(ctx->msg);
@@ -101,6 +104,10 @@ void *p11b_sig_dupctx(void *vctx)
     dst->op = src->op;
     dst->key = p11b_key_up_ref(src->key);
     dst->buffer_msg = src->buffer_msg;
+    dst->twin_deferred = src->twin_deferred;
+    if (src->mdname != NULL &&
+        (dst->mdname = OPENSSL_strdup(src->mdname)) == NULL)
+        goto err;
     if (!dup_soft(src, dst))
         goto err;
     if (src->md_ctx != NULL) {
@@ -176,6 +183,27 @@ static int token_needs_message(struct p11b_sig_ctx *ctx)
     return !p11b_slot_has_mechanism(slot, CKM_ECDSA);
 }
 
+/* The twin of a digest operation: a DigestVerify context on the public
+ * half with the same digest and parameters. */
+static int make_digest_twin(struct p11b_sig_ctx *ctx, const char *mdname,
+                            const OSSL_PARAM params[])
+{
+    ctx->soft_md = EVP_MD_CTX_new();
+    return ctx->soft_md != NULL &&
+           EVP_DigestVerifyInit_ex(ctx->soft_md, &ctx->soft, mdname,
+                                   ctx->prov->libctx, P11B_SOFT_PROPQ,
+                                   ctx->key->pub_pkey, params);
+}
+
+/* Make a deferred twin now: parameters are being set or asked for. */
+static int ensure_twin(struct p11b_sig_ctx *ctx)
+{
+    if (!ctx->twin_deferred)
+        return 1;
+    ctx->twin_deferred = 0;
+    return make_digest_twin(ctx, ctx->mdname, NULL);
+}
+
 int p11b_sig_digest_init(void *vctx, const char *mdname, void *keydata,
                          const OSSL_PARAM params[], enum p11b_sig_op op)
 {
@@ -189,12 +217,17 @@ int p11b_sig_digest_init(void *vctx, const char *mdname, void *keydata,
     sig_reset(ctx);
     ctx->key = key;
     ctx->op = op;
-    ctx->soft_md = EVP_MD_CTX_new();
-    if (ctx->soft_md == NULL ||
-        !EVP_DigestVerifyInit_ex(ctx->soft_md, &ctx->soft, mdname,
-                                 ctx->prov->libctx, P11B_SOFT_PROPQ,
-                                 key->pub_pkey, params))
+    /* ECDSA signing with no parameters needs nothing of the twin but the
+     * digest: defer it (most of a P-256 signature's own cost). */
+    if (op == P11B_SIG_DIGEST_SIGN && ctx->kind == P11B_SIG_ECDSA &&
+        (params == NULL || params[0].key == NULL)) {
+        ctx->mdname = OPENSSL_strdup(mdname != NULL ? mdname : "SHA256");
+        ctx->twin_deferred = ctx->mdname != NULL;
+        if (ctx->mdname == NULL)
+            goto err;
+    } else if (!make_digest_twin(ctx, mdname, params)) {
         goto err;
+    }
     /* EdDSA signs the message itself, in one go: nothing to hash here. */
     if (op == P11B_SIG_DIGEST_VERIFY || ctx->kind == P11B_SIG_EDDSA)
         return 1;
@@ -222,6 +255,11 @@ const EVP_MD *p11b_sig_md(struct p11b_sig_ctx *ctx, EVP_MD **fetched)
     OSSL_PARAM params[2];
 
     *fetched = NULL;
+    if (ctx->twin_deferred) {
+        *fetched = EVP_MD_fetch(ctx->prov->libctx, ctx->mdname,
+                                P11B_SOFT_PROPQ);
+        return *fetched;
+    }
     params[0] = OSSL_PARAM_construct_utf8_string(OSSL_SIGNATURE_PARAM_DIGEST,
                                                  name, sizeof(name));
     params[1] = OSSL_PARAM_construct_end();
@@ -302,7 +340,7 @@ int p11b_sig_get_ctx_params(void *vctx, OSSL_PARAM params[])
 
     /* The AlgorithmIdentifier, digest, padding and salt length of the
      * software twin are ours: it has the same settings. */
-    if (ctx == NULL || ctx->soft == NULL)
+    if (ctx == NULL || !ensure_twin(ctx) || ctx->soft == NULL)
         return 0;
     return EVP_PKEY_CTX_get_params(ctx->soft, params);
 }
@@ -315,7 +353,7 @@ int p11b_sig_set_ctx_params(void *vctx, const OSSL_PARAM params[])
         return 0;
     if (params == NULL || params[0].key == NULL)
         return 1;
-    if (ctx->soft == NULL)
+    if (!ensure_twin(ctx) || ctx->soft == NULL)
         return 0;
     /* The software side validates every value (digest names, padding
      * modes, salt lengths, key restrictions) and keeps it. */
