@@ -99,4 +99,22 @@ openssl dgst -sha256 -sign "pkcs11:token=$label;object=server-rsa;type=private" 
 OPENSSL_CONF=/dev/null openssl dgst -sha256 -verify "$work/server-rsa.pub.pem" \
     -signature "$work/hello.sig" "$work/hello.txt"
 
+step "a TLS 1.3 handshake: openssl s_server with the token key, s_client verifying the chain"
+openssl s_server -accept 0 -naccept 1 -tls1_3 -cert "$work/server.pem" \
+    -key "pkcs11:token=$label;object=server-rsa;type=private" \
+    -www > "$work/s_server.out" 2>&1 &
+server=$!
+port=""
+for _ in $(seq 100); do   # wait for its ACCEPT line (at most ~10 s)
+    port=$(sed -n 's/^ACCEPT .*:\([0-9][0-9]*\)$/\1/p' "$work/s_server.out")
+    [ -n "$port" ] && break
+    kill -0 "$server" 2>/dev/null || break
+    sleep 0.1
+done
+[ -n "$port" ] || { cat "$work/s_server.out"; echo "s_server did not start"; exit 1; }
+OPENSSL_CONF=/dev/null openssl s_client -connect "127.0.0.1:$port" \
+    -servername localhost -CAfile "$work/ca.pem" -verify_return_error \
+    -brief < /dev/null 2>&1 | grep -E "Protocol|Verification|Peer signature type"
+wait "$server" 2>/dev/null || true
+
 step "done: the token, config, certificates and keys are in $work"
