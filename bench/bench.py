@@ -11,6 +11,9 @@
                                             TLS 1.3 full handshakes of
                                             `openssl s_server`, driven by
                                             `openssl s_time` on 127.0.0.1
+  bench.py tlsprof TSV CONF FEW MANY OUTDIR [NAME KIND KEY CERT]...
+                                            s_server instructions per
+                                            handshake (callgrind)
   bench.py profile TSV RUN CALLGRIND_OUT OPS
                                             summarise a callgrind profile
   bench.py syscalls TSV RUN STRACE_N STRACE_2N N
@@ -31,6 +34,8 @@ import sys
 import time
 
 OPENSSL = "openssl"
+# s_server without CA stores: no certificate store work in any handshake.
+SERVER_FLAGS = ["-tls1_3", "-quiet", "-no-CAfile", "-no-CApath", "-no-CAstore"]
 
 
 def tsv_append(path, *rows):
@@ -161,7 +166,7 @@ def start_server(key, cert, conf, errfile):
         port = free_port()
         p = subprocess.Popen(
             [OPENSSL, "s_server", "-accept", f"127.0.0.1:{port}", "-key", key,
-             "-cert", cert, "-tls1_3", "-quiet"],
+             "-cert", cert, *SERVER_FLAGS],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=errfile, env=dict(os.environ, OPENSSL_CONF=conf))
         deadline = time.monotonic() + 60
@@ -220,6 +225,70 @@ def cmd_tls(tsv, conf, seconds, rounds, warmup, *specs):
         errlog.close()
 
 
+def listening(port):
+    """True once something listens on 127.0.0.1:port (no connection made)."""
+    want = f":{port:04X}"
+    with open("/proc/net/tcp") as f:
+        return any(line.split()[1].endswith(want) and line.split()[3] == "0A"
+                   for line in list(f)[1:])
+
+
+def tls_client_loop(port, count):
+    """COUNT full TLS 1.3 handshakes, one after the other."""
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    for _ in range(count):
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            ctx.wrap_socket(s).close()  # the handshake is done
+
+
+def callgrind_server(conf, key, cert, count, out):
+    """Total Ir of an s_server that serves COUNT handshakes, and the Ir
+    inside the token's C_ functions and in EVP_DigestSign."""
+    port = free_port()
+    with open(out + ".err", "w") as err:
+        p = subprocess.Popen(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+             OPENSSL, "s_server", "-accept", f"127.0.0.1:{port}", "-key", key,
+             "-cert", cert, *SERVER_FLAGS, "-naccept", str(count)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+            env=dict(os.environ, OPENSSL_CONF=conf))
+        deadline = time.monotonic() + 120
+        while not listening(port):
+            if p.poll() is not None or time.monotonic() > deadline:
+                p.kill()
+                sys.exit(f"bench.py tlsprof: s_server did not start ({out})")
+            time.sleep(0.1)
+        tls_client_loop(port, count)
+        if p.wait(timeout=600) != 0:
+            sys.exit(f"bench.py tlsprof: s_server failed, see {out}.err")
+    text, incl = annotate(out, "--inclusive=yes")
+    total = int(re.search(r"([\d,]+) \(100.0%\)\s+PROGRAM TOTALS", text)
+                .group(1).replace(",", ""))
+    token = cost(incl, token_calls)
+    sign = cost(incl, lambda f: f == "EVP_DigestSign")
+    return total, token, sign
+
+
+def cmd_tlsprof(tsv, conf, few, many, outdir, *specs):
+    """Server instructions per handshake: the difference of an s_server
+    run of MANY handshakes and one of FEW (start-up cancels out)."""
+    rows = []
+    few, many = int(few), int(many)
+    for i in range(0, len(specs) - 3, 4):
+        name, kind, key, cert = specs[i:i + 4]
+        base = os.path.join(outdir, f"cg.tls.{name}.{kind}")
+        a = callgrind_server(conf, key, cert, few, base + f".{few}")
+        b = callgrind_server(conf, key, cert, many, base + f".{many}")
+        per = [(y - x) / (many - few) for x, y in zip(a, b)]
+        rows.append(("tlsprof", name, kind, many - few,
+                     *(f"{v:.0f}" for v in per)))
+    tsv_append(tsv, *rows)
+
+
 # ---- profiles -------------------------------------------------------------
 
 LINE = re.compile(r"^\s*([\d,]+) \(\s*[\d.]+%\)\s+(\S.*)$")
@@ -254,6 +323,22 @@ def annotate(path, *args):
     return out, entries
 
 
+def cost(entries, pred):
+    """Inclusive Ir of the functions whose name pred accepts, each counted
+    once (callgrind_annotate may list a function twice, once without its
+    object file)."""
+    best = {}
+    for ir, f, _ in entries:
+        if pred(f):
+            best[f] = max(ir, best.get(f, 0))
+    return sum(best.values())
+
+
+def token_calls(name):
+    """The token's entry points: only Cryptoki functions are named C_*."""
+    return name.startswith("C_")
+
+
 def cmd_profile(tsv, run, path, ops):
     """Ir per operation (OPS operations ran in the collected threads), the
     biggest inclusive and self costs."""
@@ -262,10 +347,9 @@ def cmd_profile(tsv, run, path, ops):
     total = int(re.search(r"([\d,]+) \(100.0%\)\s+PROGRAM TOTALS", text)
                 .group(1).replace(",", ""))
     ops = int(ops)
-    init = sum(ir for ir, f, _ in incl if f == "EVP_DigestSignInit_ex")
+    init = cost(incl, lambda f: f == "EVP_DigestSignInit_ex")
     rows = [("prof_total", run, ops, f"{total / ops:.0f}", f"{init / ops:.0f}")]
-    token = sum(ir for ir, f, lib in incl
-                if lib.startswith("libsofthsm2") and f.startswith("C_"))
+    token = cost(incl, token_calls)
     rows.append(("prof_token", run, f"{token / ops:.0f}"))
     # Unnamed libcrypto internals (no debug symbols) repeat their callers.
     shown = [e for e in incl if e[1] not in BENCH_FUNCS and

@@ -24,6 +24,11 @@ make -C _build-asan check -j2 \
 echo "== ThreadSanitizer: 16 threads signing"
 scripts/tsan.sh
 
+echo "== benchmark smoke run (checks it works; no timing is asserted)"
+bench/run --smoke --no-build --build _build > _build/bench-smoke.log 2>&1 ||
+    { tail -40 _build/bench-smoke.log; echo "bench smoke: FAILED"; exit 1; }
+tail -3 _build/bench-smoke.log
+
 echo "== fuzzing (libFuzzer, bounded)"
 scripts/fuzz.sh "${FUZZ_SECONDS:-30}"
 
