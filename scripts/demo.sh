@@ -3,7 +3,8 @@
 # token of its own in a temporary directory, generate keys on it, and run a
 # small CA with them through the `openssl` command and pkcs11: URIs: a
 # self-signed CA whose key is on the token, a server certificate issued
-# with that key, the chain verified by OpenSSL's default provider alone.
+# with that key, the chain verified by OpenSSL's default provider alone,
+# and a TLS 1.3 handshake with the token key.
 #   scripts/demo.sh [WORKDIR]     (default: a new temporary directory)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -11,48 +12,20 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 "$top/scripts/build.sh" "$top/_build"
 
 work=${1:-$(mktemp -d /tmp/p11bridge-demo.XXXXXX)}
-mkdir -p "$work/tokens"
 softhsm=$(sed -n 's/^SOFTHSM_LIB = //p' "$top/_build/Makefile")
 label=p11bridge-demo
 pin=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
 
-cat > "$work/softhsm2.conf" <<CONF
-directories.tokendir = $work/tokens
-objectstore.backend = file
-log.level = ERROR
-CONF
-export SOFTHSM2_CONF="$work/softhsm2.conf"
+. "$top/scripts/token-lib.sh"
 umask 077
-printf '%s' "$pin" > "$work/token.pin"
-
-cat > "$work/openssl.cnf" <<CONF
-openssl_conf = openssl_init
-[openssl_init]
-providers = provider_sect
-[provider_sect]
-default = default_sect
-pkcs11 = pkcs11_sect
-[default_sect]
-activate = 1
-[pkcs11_sect]
-module = $top/_build/.libs/pkcs11.so
-pkcs11-module-path = $softhsm
-pkcs11-module-token-pin = file:$work/token.pin
-activate = 1
-CONF
-export OPENSSL_CONF="$work/openssl.cnf"
-
 step() { printf '\n== %s\n' "$*"; }
 
 step "token '$label' in $work/tokens"
-softhsm2-util --init-token --free --label "$label" --pin "$pin" \
-    --so-pin "$pin$pin" >/dev/null
+token_setup "$work" "$label" "$pin" "$softhsm" "$top/_build/.libs/pkcs11.so"
 for spec in "rsa:2048 server-rsa 01" "EC:prime256v1 server-ec 02" \
     "EC:prime256v1 ca-key 10"; do
     set -- $spec
-    pkcs11-tool --module "$softhsm" --token-label "$label" --login \
-        --pin "$pin" --keypairgen --key-type "$1" --label "$2" --id "$3" \
-        >/dev/null 2>&1
+    token_keypair "$softhsm" "$label" "$pin" "$1" "$2" "$3"
     echo "generated $1 key pair '$2' (id $3) on the token"
 done
 

@@ -13,34 +13,10 @@ work=$(mktemp -d /tmp/p11b-tsan.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 softhsm=$(sed -n 's/^SOFTHSM_LIB = //p' "$top/_build-tsan/Makefile")
 pin=tsan-$$-pin
-mkdir "$work/tokens"
-printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' \
-    "$work/tokens" > "$work/softhsm2.conf"
-export SOFTHSM2_CONF=$work/softhsm2.conf
-softhsm2-util --init-token --free --label tsan --pin "$pin" \
-    --so-pin "$pin$pin" >/dev/null
-for spec in "rsa:2048 rsa 01" "EC:prime256v1 ec 02"; do
-    set -- $spec
-    pkcs11-tool --module "$softhsm" --token-label tsan --login --pin "$pin" \
-        --keypairgen --key-type "$1" --label "$2" --id "$3" >/dev/null 2>&1
-done
-printf '%s' "$pin" > "$work/pin"
-cat > "$work/openssl.cnf" <<CONF
-openssl_conf = openssl_init
-[openssl_init]
-providers = provider_sect
-[provider_sect]
-default = default_sect
-pkcs11 = pkcs11_sect
-[default_sect]
-activate = 1
-[pkcs11_sect]
-module = $top/_build-tsan/.libs/pkcs11.so
-pkcs11-module-path = $softhsm
-pkcs11-module-token-pin = file:$work/pin
-activate = 1
-CONF
-export OPENSSL_CONF=$work/openssl.cnf
+. "$scripts/token-lib.sh"
+token_setup "$work" tsan "$pin" "$softhsm" "$top/_build-tsan/.libs/pkcs11.so"
+token_keypair "$softhsm" tsan "$pin" rsa:2048 rsa 01
+token_keypair "$softhsm" tsan "$pin" EC:prime256v1 ec 02
 export TSAN_OPTIONS="halt_on_error=1 exitcode=66 report_signal_unsafe=0"
 for extra in "" "--forks 2 --fork-after-load"; do
     # shellcheck disable=SC2086
