@@ -255,7 +255,10 @@ static CK_RV module_initialize(struct p11b_module *m, int after_fork)
          * state in the child: that copy is what it supports using.
          * Finalising and re-reading the token here races the sibling
          * children doing the same. Our own view of its sessions was
-         * dropped; a login it still holds is taken as is. */
+         * dropped; a login it still holds is taken as is. The parent's
+         * sessions still count against the token's limit here: on a
+         * token with a limit, this process does without key copies. */
+        m->kept_parent_state = 1;
         return m->fns->C_GetInfo(&m->info);
     }
     if (rv == CKR_OK) {

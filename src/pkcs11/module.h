@@ -44,6 +44,8 @@ struct p11b_module {
     CK_FUNCTION_LIST *fns;
     CK_INFO info;
     int owns_init;                /* we called C_Initialize successfully  */
+    int kept_parent_state;        /* after fork, the library kept the     */
+                                  /* parent's sessions (not fork-aware)   */
     int used_interface;           /* found through C_GetInterface         */
 
     struct p11b_slot **slots;     /* locked: lock; never shrinks          */

@@ -545,9 +545,11 @@ CK_RV p11b_slot_object_session(struct p11b_slot *s, CK_SESSION_HANDLE *out,
     h = s->obj_session;
     g = s->gen;
     /* Never at the cost of the pool: on a token with few sessions, keep
-     * room for one operation session besides this one. */
+     * room for one operation session besides this one. A child whose
+     * library kept the parent's sessions cannot count them: on a token
+     * with a session limit it does without. */
     if (h == CK_INVALID_HANDLE && s->max_open != 0 &&
-        s->nopen + 2 > s->max_open) {
+        (s->nopen + 2 > s->max_open || s->mod->kept_parent_state)) {
         pthread_mutex_unlock(&s->lock);
         return CKR_SESSION_COUNT;
     }
