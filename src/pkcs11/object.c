@@ -190,7 +190,7 @@ static CK_RV read_attrs(struct p11b_session *sess, struct p11b_obj *o,
         t[i].ulValueLen = CK_UNAVAILABLE_INFORMATION;
     }
     rv = f->C_GetAttributeValue(sess->h, o->h, t, n);
-    P11B_LOG(3, "C_GetAttributeValue(lengths, %zu attributes) -> %s", n,
+    P11B_LOG(2, "C_GetAttributeValue(lengths, %zu attributes) -> %s", n,
              p11b_rv_name(rv));
     p11b_note_call("C_GetAttributeValue", rv);
     if (!rv_attr_partial(rv))
@@ -206,7 +206,7 @@ static CK_RV read_attrs(struct p11b_session *sess, struct p11b_obj *o,
         }
     }
     rv = f->C_GetAttributeValue(sess->h, o->h, t, n);
-    P11B_LOG(3, "C_GetAttributeValue(values) -> %s", p11b_rv_name(rv));
+    P11B_LOG(2, "C_GetAttributeValue(values) -> %s", p11b_rv_name(rv));
     p11b_note_call("C_GetAttributeValue", rv);
     if (!rv_attr_partial(rv))
         goto out;

@@ -65,18 +65,27 @@ void p11b_slot_close(struct p11b_slot *s)
 {
     CK_FUNCTION_LIST *f = s->mod->fns;
     size_t i;
+    CK_RV rv;
 
     /* Module teardown: no other thread uses the slot any more. */
-    for (i = 0; i < s->nidle; i++)
-        f->C_CloseSession(s->idle[i]);
+    for (i = 0; i < s->nidle; i++) {
+        rv = f->C_CloseSession(s->idle[i]);
+        P11B_LOG(2, "C_CloseSession(slot %lu) at unload -> %s", s->id,
+                 p11b_rv_name(rv));
+    }
     s->nidle = 0;
     if (s->obj_session != CK_INVALID_HANDLE) {
-        f->C_CloseSession(s->obj_session); /* destroys the key copies */
+        rv = f->C_CloseSession(s->obj_session); /* destroys the key copies */
+        P11B_LOG(2, "C_CloseSession(slot %lu) of the object session -> %s",
+                 s->id, p11b_rv_name(rv));
         s->obj_session = CK_INVALID_HANDLE;
     }
     if (s->login_session != CK_INVALID_HANDLE) {
-        f->C_Logout(s->login_session);
-        f->C_CloseSession(s->login_session);
+        rv = f->C_Logout(s->login_session);
+        P11B_LOG(2, "C_Logout(slot %lu) -> %s", s->id, p11b_rv_name(rv));
+        rv = f->C_CloseSession(s->login_session);
+        P11B_LOG(2, "C_CloseSession(slot %lu) of the login session -> %s",
+                 s->id, p11b_rv_name(rv));
         s->login_session = CK_INVALID_HANDLE;
     }
     s->logged_in = 0;
