@@ -331,6 +331,8 @@ int p11b_sig_digest_sign_input(struct p11b_sig_ctx *ctx, unsigned char *md,
          EVP_DigestFinal_ex(tmp, md, &len);
     EVP_MD_CTX_free(tmp);
     *mdlen = len;
+    if (!ok)
+        P11B_RAISE(ctx->prov, P11B_R_INTERNAL, "hashing the message failed");
     return ok;
 }
 

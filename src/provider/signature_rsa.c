@@ -368,8 +368,11 @@ static int sign_job(struct p11b_sig_ctx *ctx, const struct rsa_settings *st,
     job->mech.mechanism = CKM_RSA_X_509;
     job->mech.pParameter = NULL;
     job->mech.ulParameterLen = 0;
-    if (!pad_pss(job, st, mhash, job->pss.sLen))
+    if (!pad_pss(job, st, mhash, job->pss.sLen)) {
+        P11B_RAISE(ctx->prov, P11B_R_INTERNAL,
+                   "EMSA-PSS encoding for raw RSA failed");
         return 0;
+    }
     *siglen = st->modlen;
     return p11b_sig_token_sign(ctx, &job->mech, job->in, job->inlen, sig,
                                siglen, NULL);
