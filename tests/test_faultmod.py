@@ -253,6 +253,26 @@ def test_fail_directive_with_and_without_count(fm_token, tmp_path):
     assert calls(lines, "C_Sign", rv=0x32) == 1
 
 
+def test_fail_active_leaves_the_operation_active(fm_token, tmp_path):
+    """`fail-active` is a real token's CKR_BUFFER_TOO_SMALL (or a quirky
+    token's error): the call fails and the operation stays active, so the
+    session's next *Init gets CKR_OPERATION_ACTIVE from SoftHSM itself."""
+    res, _ = scenario(fm_token, "fail_active", tmp_path, control=[
+        "fail-active C_Sign CKR_BUFFER_TOO_SMALL 1",
+        "fail-active C_Decrypt CKR_FUNCTION_FAILED 1",
+    ])
+    assert res["sign"] == ["CKR_BUFFER_TOO_SMALL", "CKR_OPERATION_ACTIVE"]
+    # the operation left active can still be finished, as after a real
+    # CKR_BUFFER_TOO_SMALL
+    assert res["sign_finish"] == "CKR_OK"
+    assert res["sign_after"] == "CKR_OK"
+    assert res["decrypt"] == ["CKR_FUNCTION_FAILED", "CKR_OPERATION_ACTIVE"]
+    assert res["decrypt_finish"] == "CKR_OK"
+    lines = count_lines(tmp_path / "calls")
+    assert calls(lines, "C_Sign", rv=0x150) == 1
+    assert calls(lines, "C_SignInit", rv=0x90) == 1
+
+
 def test_removed_and_reinserted(fm_token, tmp_path):
     res, _ = scenario(fm_token, "removal", tmp_path)
     assert res["before"] == "CKR_OK"
@@ -531,6 +551,33 @@ def fail():
     return {"logins": logins, "signs": signs, "random": random,
             "random_after_change": random_after, "update": update,
             "any": any_fn}
+
+
+@child_scenario
+def fail_active():
+    c = Child()
+    pk = c.pk
+    s = c.open(login=True)
+    key = c.key(s, "rsa")
+    m = c.mech("CKM_SHA256_RSA_PKCS").to_native()
+    data = pk.ckbytelist(b"fail-active")
+    out = pk.ckbytelist([0] * 512)
+    assert c.ll.C_SignInit(s.session, m, key) == pk.CKR_OK
+    sign = [c.name(c.ll.C_Sign(s.session, data, out)),
+            c.name(c.ll.C_SignInit(s.session, m, key))]
+    finish = c.name(c.ll.C_Sign(s.session, data, out))
+    after = c.sign(s, key)
+    mech = c.mech("CKM_RSA_PKCS")
+    pub = c.key(s, "rsa", pk.CKO_PUBLIC_KEY)
+    ct = pk.ckbytelist(s.encrypt(pub, b"secret", mech))
+    dm = mech.to_native()
+    assert c.ll.C_DecryptInit(s.session, dm, key) == pk.CKR_OK
+    plain = pk.ckbytelist([0] * 512)
+    decrypt = [c.name(c.ll.C_Decrypt(s.session, ct, plain)),
+               c.name(c.ll.C_DecryptInit(s.session, dm, key))]
+    decrypt_finish = c.name(c.ll.C_Decrypt(s.session, ct, plain))
+    return {"sign": sign, "sign_finish": finish, "sign_after": after,
+            "decrypt": decrypt, "decrypt_finish": decrypt_finish}
 
 
 @child_scenario

@@ -122,6 +122,7 @@ static bool parse_rule(char **arg, int nargs, struct rule *r)
         r->is_delay = true;
         return nargs == 3 && parse_ulong(arg[2], &r->usec);
     }
+    r->keep_active = strcmp(arg[0], "fail-active") == 0;
     r->count = -1;
     if (nargs == 4) {
         if (!parse_ulong(arg[3], &n) || n == 0 || n > LONG_MAX)
@@ -150,7 +151,8 @@ static void parse_line(char **arg, int nargs, unsigned line)
     } else if (strcmp(d, "max-sessions") == 0) {
         ok = nargs == 2 && parse_ulong(arg[1], &t->max_sessions) &&
              t->max_sessions > 0;
-    } else if (strcmp(d, "fail") == 0 || strcmp(d, "delay") == 0) {
+    } else if (strcmp(d, "fail") == 0 || strcmp(d, "fail-active") == 0 ||
+               strcmp(d, "delay") == 0) {
         ok = st.nrules < MAX_RULES &&
              parse_rule(arg, nargs, &st.rules[st.nrules]);
         if (ok)

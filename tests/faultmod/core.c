@@ -63,13 +63,14 @@ static CK_RV check_call(struct call *c, unsigned long *usec)
             continue;
         if (r->is_delay) {
             *usec = r->usec;
-        } else if (!c->injected && r->count != 0) {
+        } else if (!c->injected && !c->kept && r->count != 0) {
             r->count -= r->count > 0 ? 1 : 0;
-            c->injected = true;
+            c->injected = !r->keep_active;
+            c->kept = r->keep_active;
             c->rv = r->rv;
         }
     }
-    if (c->injected)
+    if (c->injected || c->kept)
         return c->rv;
     if (st.t.removed && (c->flags & ON_SLOT))
         return CKR_TOKEN_NOT_PRESENT;

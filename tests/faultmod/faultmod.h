@@ -51,7 +51,8 @@ struct toggles {
 struct rule {
     char func[48]; /* "C_Sign", or "*" for every function */
     bool is_delay;
-    CK_RV rv;           /* fail */
+    bool keep_active;   /* fail-active: the token's operation goes on */
+    CK_RV rv;           /* fail, fail-active */
     long count;         /* fail: calls left; -1: every call */
     unsigned long usec; /* delay */
 };
@@ -108,7 +109,8 @@ struct call {
     unsigned flags;
     const CK_MECHANISM_TYPE *mech; /* checked against the hidden ones */
     CK_RV rv;
-    bool injected;    /* rv comes from a "fail" line */
+    bool injected;    /* rv comes from a "fail" line: end the operation */
+    bool kept;        /* rv comes from a "fail-active" line: leave it on */
     struct toggles t; /* the control file as this call saw it */
 };
 
