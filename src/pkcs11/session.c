@@ -219,7 +219,11 @@ void p11b_session_release_rv(struct p11b_session *sess, CK_RV rv)
         p11b_slot_forget_login(s);
     pthread_mutex_lock(&s->lock);
     if (sess->gen == s->gen) {
-        if (!keep_idle(s, sess->h)) {
+        /* After a failed call an operation may still be active in the
+         * session (CKR_BUFFER_TOO_SMALL leaves it so by the standard, some
+         * tokens after any error): a pooled session must be clean, so it
+         * is closed, never kept. */
+        if (rv != CKR_OK || !keep_idle(s, sess->h)) {
             close_it = 1;
             s->nopen--;
         }

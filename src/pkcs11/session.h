@@ -23,7 +23,8 @@ struct p11b_session {
 
 CK_RV p11b_session_acquire(struct p11b_slot *slot, struct p11b_session *out);
 void p11b_session_release(struct p11b_session *sess);
-/* Give back a session after `rv`: kept if rv is harmless, else closed or
+/* Give back a session after `rv`: kept idle only when rv is CKR_OK (after
+ * a failure an operation may still be active in it), else closed or
  * dropped, and the slot invalidated when rv says the token went away. */
 void p11b_session_release_rv(struct p11b_session *sess, CK_RV rv);
 

@@ -392,6 +392,7 @@ static int rsac_decrypt(void *vctx, unsigned char *out, size_t *outlen,
     CK_MECHANISM mech = { CKM_RSA_PKCS, NULL, 0 };
     struct dec_settings st;
     int ok = 0, raised = 0, r;
+    size_t need;
     CK_RV rv = CKR_OK;
 
     if (!ctx->decrypt || !read_settings(ctx, &st))
@@ -408,14 +409,26 @@ static int rsac_decrypt(void *vctx, unsigned char *out, size_t *outlen,
         settings_free(&st);
         return 0;
     }
+    /* Checked before the token sees it: a token answers a short buffer
+     * with CKR_BUFFER_TOO_SMALL and keeps the operation going. Like the
+     * default provider, a buffer shorter than the modulus is refused
+     * whatever the plaintext's length would be. */
+    need = st.pad == P11B_RSA_TLS_PADDING ? TLS_PREMASTER_LEN : st.modlen;
+    if (outsize < need) {
+        P11B_RAISE(ctx->prov, P11B_R_BAD_INPUT,
+                   "RSA decryption output buffer of %zu bytes, %zu needed",
+                   outsize, need);
+        settings_free(&st);
+        return 0;
+    }
     *outlen = outsize;
     switch (st.pad) {
     case P11B_RSA_TLS_PADDING:
-        ok = outsize >= TLS_PREMASTER_LEN && decrypt_tls(ctx, &st, out, in, inlen);
+        ok = decrypt_tls(ctx, &st, out, in, inlen);
         *outlen = TLS_PREMASTER_LEN;
         break;
     case RSA_NO_PADDING:
-        if (!usable(ctx, CKM_RSA_X_509) || outsize < st.modlen)
+        if (!usable(ctx, CKM_RSA_X_509))
             break;
         rv = decrypt_raw(ctx, in, inlen, out, st.modlen, &raised);
         ok = rv == CKR_OK;

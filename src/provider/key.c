@@ -369,9 +369,12 @@ int p11b_key_set_public(struct p11b_key *key, const struct p11b_obj *obj,
 
 int p11b_rv_retry(CK_RV rv)
 {
+    /* CKR_OPERATION_ACTIVE: the session was left busy (by a token that
+     * does not end an operation on failure); it is closed, and a fresh
+     * one will do. */
     return rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED ||
            rv == CKR_USER_NOT_LOGGED_IN || rv == CKR_OBJECT_HANDLE_INVALID ||
-           rv == CKR_KEY_HANDLE_INVALID;
+           rv == CKR_KEY_HANDLE_INVALID || rv == CKR_OPERATION_ACTIVE;
 }
 
 /* The key's private object as found in the slot's current state. */

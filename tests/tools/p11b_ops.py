@@ -28,6 +28,18 @@ OpenSSL by itself (no ssl, no hashlib, no cryptography).
       DIR/t<t>.msg and DIR/t<t>.sig.
       JSON: {"threads": [{"key": k, "ops": n, "errors": [...]}], ...}
 
+  p11b_ops.py steps --uri URI [--uri URI ...] STEP [STEP ...]
+      Load every key once, then run the steps in order on one provider
+      instance. A step is OP[:OUTSIZE][@KEY]: OP is `sign` (EVP_PKEY_sign
+      of a random SHA-256 digest) or `decrypt` (EVP_PKEY_decrypt, PKCS#1
+      v1.5, of a ciphertext made in-process from 32 random bytes with the
+      key's public half); OUTSIZE is the output buffer given to OpenSSL
+      (default: the size OpenSSL asks for); KEY the index of the --uri
+      (default 0). Every step runs, whatever the earlier ones did.
+      JSON: {"steps": [{"step": STEP, "ok": bool, "in": HEX, "out": HEX,
+                        "errors": [...]}]}   (decrypt: "in" is the
+      plaintext that was encrypted, "out" what came back)
+
 With --after-load-control TEXT, `sign` and `threads` write TEXT to the
 faultmod control file named by $FAULTMOD_CONTROL once the keys are loaded
 (a new file renamed over the old one), so a fault can hit the operations
@@ -97,6 +109,23 @@ def _lib():
         "ERR_reason_error_string": (c_char_p, [ctypes.c_ulong]),
         "ERR_clear_error": (None, []),
         "OPENSSL_thread_stop": (None, []),
+        "EVP_PKEY_CTX_new_from_pkey": (c_void_p, [c_void_p, c_void_p,
+                                                  c_char_p]),
+        "EVP_PKEY_CTX_free": (None, [c_void_p]),
+        "EVP_PKEY_sign_init": (c_int, [c_void_p]),
+        "EVP_PKEY_sign": (c_int, [c_void_p, c_void_p,
+                                  ctypes.POINTER(c_size_t), c_char_p,
+                                  c_size_t]),
+        "EVP_PKEY_encrypt_init": (c_int, [c_void_p]),
+        "EVP_PKEY_encrypt": (c_int, [c_void_p, c_void_p,
+                                     ctypes.POINTER(c_size_t), c_char_p,
+                                     c_size_t]),
+        "EVP_PKEY_decrypt_init": (c_int, [c_void_p]),
+        "EVP_PKEY_decrypt": (c_int, [c_void_p, c_void_p,
+                                     ctypes.POINTER(c_size_t), c_char_p,
+                                     c_size_t]),
+        "EVP_PKEY_CTX_set_signature_md": (c_int, [c_void_p, c_void_p]),
+        "EVP_sha256": (c_void_p, []),
         "UI_UTIL_wrap_read_pem_callback": (c_void_p, [PEM_CB, c_int]),
         "UI_destroy_method": (None, [c_void_p]),
     }
@@ -225,6 +254,57 @@ def sign(pkey, digest, msg):
         C.EVP_MD_CTX_free(ctx)
 
 
+def pkey_op(pkey, op, data, outsize=None):
+    """EVP_PKEY_sign/encrypt/decrypt of data with an output buffer of
+    outsize bytes (None: the size OpenSSL asks for).
+    (output bytes or None, error lines)."""
+    init, call = {"sign": (C.EVP_PKEY_sign_init, C.EVP_PKEY_sign),
+                  "encrypt": (C.EVP_PKEY_encrypt_init, C.EVP_PKEY_encrypt),
+                  "decrypt": (C.EVP_PKEY_decrypt_init,
+                              C.EVP_PKEY_decrypt)}[op]
+    C.ERR_clear_error()
+    ctx = C.EVP_PKEY_CTX_new_from_pkey(None, pkey, None)
+    try:
+        if not ctx or init(ctx) != 1:
+            return None, drain_errors() or [f"EVP_PKEY_{op}_init failed"]
+        if op == "sign" and C.EVP_PKEY_CTX_set_signature_md(
+                ctx, C.EVP_sha256()) != 1:
+            return None, drain_errors() or ["set_signature_md failed"]
+        n = c_size_t(0)
+        if call(ctx, None, ctypes.byref(n), data, len(data)) != 1:
+            return None, drain_errors() or [f"EVP_PKEY_{op} (size) failed"]
+        if outsize is not None:
+            n = c_size_t(outsize)
+        buf = ctypes.create_string_buffer(max(n.value, 1))
+        if call(ctx, buf, ctypes.byref(n), data, len(data)) != 1:
+            return None, drain_errors() or [f"EVP_PKEY_{op} failed"]
+        return buf.raw[:n.value], []
+    finally:
+        C.EVP_PKEY_CTX_free(ctx)
+
+
+def run_step(keys, step):
+    """One step of `steps` (see the module doc) as a JSON-able dict."""
+    spec, _, key = step.partition("@")
+    op, _, size = spec.partition(":")
+    pkey = keys[int(key or 0)]
+    outsize = int(size) if size else None
+    res = {"step": step, "ok": False, "in": "", "out": "", "errors": []}
+    data = os.urandom(32)
+    res["in"] = data.hex()
+    if op == "decrypt":
+        ct, errors = pkey_op(pkey, "encrypt", data)
+        if ct is None:
+            res["errors"] = errors
+            return res
+        data = ct
+    out, errors = pkey_op(pkey, op, data, outsize)
+    res["errors"] = errors
+    if out is not None:
+        res["ok"], res["out"] = True, out.hex()
+    return res
+
+
 def set_control(text):
     """Replace faultmod's control file (tests/faultmod/README.md)."""
     path = Path(os.environ["FAULTMOD_CONTROL"])
@@ -338,6 +418,26 @@ def cmd_threads(args, ui):
     return report(out, not errors and all(r["ops"] > 0 for r in results))
 
 
+def cmd_steps(args, ui):
+    keys = []
+    for uri in args.uri:
+        pkey, _, errors = load_key(uri, ui)
+        if pkey is None:
+            for k in keys:
+                C.EVP_PKEY_free(k)
+            return report({"errors": errors, "steps": []}, False)
+        keys.append(pkey)
+    if args.after_load_control is not None:
+        set_control(args.after_load_control)
+    steps = [run_step(keys, step) for step in args.steps]
+    for k in keys:
+        C.EVP_PKEY_free(k)
+    for res in steps:
+        for line in res["errors"]:
+            print(f"{res['step']}: {line}", file=sys.stderr)
+    return report({"steps": steps}, all(r["ok"] for r in steps))
+
+
 def main(argv):
     ap = argparse.ArgumentParser(prog="p11b_ops.py")
     ap.add_argument("--pin-callback-env", metavar="VAR")
@@ -358,6 +458,9 @@ def main(argv):
     p.add_argument("--digest", default="SHA256")
     p.add_argument("--out", type=Path,
                    required=True)
+    p = sub.add_parser("steps")
+    p.add_argument("--uri", action="append", required=True)
+    p.add_argument("steps", nargs="+")
     args = ap.parse_args(argv)
 
     if C.OPENSSL_init_crypto(OPENSSL_INIT_LOAD_CONFIG, None) != 1:
@@ -371,7 +474,7 @@ def main(argv):
         print(f"p11b_ops: config: {line}", file=sys.stderr)
     ui = PinCallback(args.pin_callback_env) if args.pin_callback_env else None
     handler = {"load": cmd_load, "sign": cmd_sign,
-               "threads": cmd_threads}[args.cmd]
+               "threads": cmd_threads, "steps": cmd_steps}[args.cmd]
     return handler(args, ui)
 
 
