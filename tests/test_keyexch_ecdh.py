@@ -12,6 +12,7 @@ and answers CKR_ARGUMENTS_BAD to a raw one. Its count file records what
 the module returned to the provider, independently of our debug log.
 """
 
+import json
 import os
 import re
 
@@ -258,3 +259,49 @@ def test_ecdh_raw_point_quirk_does_not_switch_form(token, make_config,
               [("CKM_ECDH1_DERIVE", "CKR_ARGUMENTS_BAD")], None)
     assert module_returns(tmp_path / "faultmod.calls", "C_DeriveKey") == \
         [CKR_ARGUMENTS_BAD]
+
+
+# ---- a buffer shorter than the secret (issue 11, item 5) ---------------------
+
+def run_derive(env, key, peer, outlen, ok=True):
+    """tests/tools/p11b_derive.py: EVP_PKEY_derive into outlen bytes."""
+    tool = os.path.join(os.path.dirname(u.ops_tool()), "p11b_derive.py")
+    p = u.run(["/usr/bin/python3", tool, "--key", str(key), "--peer",
+               str(peer), "--outlen", str(outlen)], env, ok=ok)
+    return p, json.loads(p.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("label, outlen", [("p256", 16), ("p256", 31),
+                                           ("p384", 20), ("p521", 1)])
+def test_i11_05_ecdh_short_buffer_truncates(token, token_public, tmp_path,
+                                            label, outlen):
+    """A buffer shorter than the secret gets its leading bytes, as the
+    default provider gives them (ECDH_compute_key): checked against the
+    default provider deriving with the peer's private key and the token's
+    public key, and against cryptography's full secret."""
+    peer, peer_pub = make_peer(tmp_path, label)
+    peer_priv = tmp_path / "peer.key.pem"
+    peer_priv.write_bytes(peer.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    token_pub = tmp_path / "token.pub.pem"
+    token_pub.write_bytes(token_public(label).public_bytes(
+        serialization.Encoding.PEM,
+        serialization.PublicFormat.SubjectPublicKeyInfo))
+    env = token.fresh_env(tmp_path, level=3)
+
+    p, ours = run_derive(env, token.uri(label, "private"), peer_pub, outlen,
+                         ok=False)
+    assert p.returncode == 0 and ours["ok"], u.describe(p)
+    _, theirs = run_derive(u.default_only_env(tmp_path),
+                           peer_priv, token_pub, outlen)
+    full = peer.exchange(ec.ECDH(), token_public(label))
+    assert bytes.fromhex(theirs["secret"]) == full[:outlen]
+    assert bytes.fromhex(ours["secret"]) == full[:outlen], \
+        "the token's truncated secret differs from the default provider's"
+    check_log(u.read_log(env), token.slot, PLAIN_OK, full)
+
+    # The full size still gives the whole secret.
+    _, whole = run_derive(env, token.uri(label, "private"), peer_pub,
+                          len(full) + 8)
+    assert bytes.fromhex(whole["secret"]) == full

@@ -262,6 +262,7 @@ static int ecdh_derive(void *vctx, unsigned char *secret, size_t *secretlen,
                        size_t outlen)
 {
     struct ecdh_ctx *ctx = vctx;
+    unsigned char *full;
     size_t len;
     int raised = 0;
     CK_RV rv;
@@ -275,20 +276,28 @@ static int ecdh_derive(void *vctx, unsigned char *secret, size_t *secretlen,
     }
     if (!same_curve(ctx))
         return 0;
-    if (outlen < len) {
-        P11B_RAISE(ctx->prov, P11B_R_INTERNAL,
-                   "ECDH output buffer of %zu bytes, %zu needed", outlen, len);
+    if (outlen == 0) {
+        P11B_RAISE(ctx->prov, P11B_R_BAD_INPUT, "ECDH output buffer of 0 bytes");
         return 0;
     }
-    rv = derive_on_token(ctx, secret, len, &raised);
+    /* A shorter buffer gets the leading bytes of the secret, as the
+     * default provider gives them (ECDH_compute_key, X9.63 callers). */
+    full = outlen < len ? OPENSSL_secure_malloc(len) : secret;
+    if (full == NULL)
+        return 0;
+    rv = derive_on_token(ctx, full, len, &raised);
+    if (rv == CKR_OK && full != secret)
+        memcpy(secret, full, outlen);
+    if (full != secret)
+        OPENSSL_secure_clear_free(full, len);
     if (rv != CKR_OK) {
-        OPENSSL_cleanse(secret, len);
+        OPENSSL_cleanse(secret, outlen < len ? outlen : len);
         if (!raised)
             P11B_RAISE_RV(ctx->prov, P11B_R_OPERATION_FAILED, rv,
                           "C_DeriveKey (ECDH) with %s", ctx->key->uri);
         return 0;
     }
-    *secretlen = len;
+    *secretlen = outlen < len ? outlen : len;
     return 1;
 }
 
