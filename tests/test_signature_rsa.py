@@ -353,3 +353,39 @@ def test_bad_rsa_signature_request_is_a_clear_error(token, tmp_path, args,
         f"expected {reason!r} in the error:\n{u.describe(p)}"
     assert not (tmp_path / "sig.bin").exists() or \
         (tmp_path / "sig.bin").stat().st_size == 0, "a signature was written"
+
+
+# ---- issue 11: raw PKCS#1 v1.5 input size, verify-recover ------------------
+
+@pytest.mark.parametrize("label", ["rsa2048", "rsa3072"])
+def test_i11_08_raw_pkcs1_up_to_k_minus_11(token, exported_key, tmp_path,
+                                           label):
+    """PKCS#1 v1.5 without a digest signs up to k - 11 bytes, as the
+    default provider does (RFC 8017 9.2); k - 10 is a clear error. The
+    signature is recovered by cryptography and by the default provider."""
+    k = RSA_KEYS[label] // 8
+    env = token.fresh_env(tmp_path)
+    data = os.urandom(k - 11)
+    (tmp_path / "data.bin").write_bytes(data)
+    token.ossl("rsautl", "-sign", "-inkey", token.uri(label, "private"),
+               "-in", tmp_path / "data.bin", "-out", tmp_path / "sig.bin",
+               env=env)
+    sig = (tmp_path / "sig.bin").read_bytes()
+    assert exported_key(label).recover_data_from_signature(
+        sig, padding.PKCS1v15(), None) == data
+    u.openssl(u.default_only_env(tmp_path), "pkeyutl", "-verifyrecover",
+              "-pubin", "-inkey", token.keys[label].pub_pem,
+              "-in", tmp_path / "sig.bin", "-out", tmp_path / "rec.bin")
+    assert (tmp_path / "rec.bin").read_bytes() == data
+
+    (tmp_path / "long.bin").write_bytes(os.urandom(k - 10))
+    p = token.ossl("rsautl", "-sign", "-inkey", token.uri(label, "private"),
+                   "-in", tmp_path / "long.bin", "-out",
+                   tmp_path / "long.sig", env=env, ok=False)
+    assert p.returncode == 1, u.describe(p)
+    assert u.provider_errors(p.stderr), u.describe(p)
+    assert f"input of {k - 10} bytes: PKCS#1 v1.5 without a digest takes " \
+           f"at most {k - 11} bytes" in p.stderr, u.describe(p)
+    assert not (tmp_path / "long.sig").exists() or \
+        (tmp_path / "long.sig").stat().st_size == 0
+

@@ -233,11 +233,20 @@ static int plan_pkcs1(struct p11b_sig_ctx *ctx, const struct rsa_settings *st,
                       struct rsa_job *job)
 {
     const struct p11b_digest_mechs *dm = p11b_digest_mechs(st->md);
-    unsigned char t[128];
+    unsigned char t[sizeof(job->buf)];
     size_t tlen = sizeof(t);
 
     if (!p11b_sig_digest_fits(ctx, st->md, tbslen))
         return 0;
+    /* Without a digest the input is T itself: at most k - 11 bytes
+     * (RFC 8017 9.2), as the default provider takes. */
+    if (st->md == NULL && tbslen + 11 > st->modlen) {
+        P11B_RAISE(ctx->prov, P11B_R_BAD_INPUT,
+                   "input of %zu bytes: PKCS#1 v1.5 without a digest takes "
+                   "at most %zu bytes with a %d-bit key (k - 11)", tbslen,
+                   st->modlen - 11, st->modbits);
+        return 0;
+    }
     if (ctx->buffer_msg && dm != NULL && p11b_sig_usable(ctx, dm->rsa_pkcs) &&
         !p11b_sig_usable(ctx, CKM_RSA_PKCS) &&
         !p11b_sig_usable(ctx, CKM_RSA_X_509)) {
@@ -250,8 +259,6 @@ static int plan_pkcs1(struct p11b_sig_ctx *ctx, const struct rsa_settings *st,
         if (!digest_info(st->md, tbs, tbslen, t, &tlen))
             return 0;
     } else {
-        if (tbslen > sizeof(t))
-            return 0;
         memcpy(t, tbs, tbslen);
         tlen = tbslen;
     }
