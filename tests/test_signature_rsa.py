@@ -389,3 +389,62 @@ def test_i11_08_raw_pkcs1_up_to_k_minus_11(token, exported_key, tmp_path,
     assert not (tmp_path / "long.sig").exists() or \
         (tmp_path / "long.sig").stat().st_size == 0
 
+
+def recover(token, env, tmp_path, key_args, sig, opts=(), name="rec"):
+    out = tmp_path / f"{name}.bin"
+    token.ossl("pkeyutl", "-verifyrecover", *key_args, "-in", sig,
+               "-out", out, *opts, env=env)
+    return out.read_bytes()
+
+
+@pytest.mark.parametrize("pad", ["pkcs1", "pkcs1-sha256", "none"])
+def test_i11_09_verify_recover(token, exported_key, tmp_path, pad):
+    """pkeyutl -verifyrecover and rsautl -verify with token keys (private
+    and public URIs) recover what the default provider recovers from the
+    same signature, with PKCS#1 v1.5 (with and without a digest) and raw
+    padding. Public-key work: no C_* operation on the token."""
+    label, k = "rsa2048", RSA_KEYS["rsa2048"] // 8
+    if pad == "none":
+        data = b"\x00" + os.urandom(k - 1)
+        sign_opts, opts = ["-raw"], ["-pkeyopt", "rsa_padding_mode:none"]
+    elif pad == "pkcs1-sha256":
+        data = os.urandom(32)
+        sign_opts, opts = [], ["-pkeyopt", "digest:sha256"]
+    else:
+        data = os.urandom(100)
+        sign_opts, opts = [], []
+    (tmp_path / "data.bin").write_bytes(data)
+    sig = tmp_path / "sig.bin"
+    if pad == "pkcs1-sha256":
+        token.ossl("pkeyutl", "-sign", "-inkey", token.uri(label, "private"),
+                   "-in", tmp_path / "data.bin", "-out", sig, *opts)
+    else:
+        token.ossl("rsautl", "-sign", *sign_opts, "-inkey",
+                   token.uri(label, "private"), "-in", tmp_path / "data.bin",
+                   "-out", sig)
+
+    soft = recover(token, u.default_only_env(tmp_path), tmp_path,
+                   ["-pubin", "-inkey", token.keys[label].pub_pem], sig, opts,
+                   "soft")
+    assert soft == data
+    env = token.fresh_env(tmp_path, level=2)
+    for i, key_args in enumerate(
+            (["-inkey", token.uri(label, "private")],
+             ["-pubin", "-inkey", token.uri(label, "public")])):
+        ours = recover(token, env, tmp_path, key_args, sig, opts, f"ours{i}")
+        assert ours == soft, f"{key_args}: recovered data differs"
+    if pad != "pkcs1-sha256":
+        token.ossl("rsautl", "-verify", *sign_opts, "-inkey",
+                   token.uri(label, "private"), "-in", sig, "-out",
+                   tmp_path / "rsautl.bin", env=env)
+        assert (tmp_path / "rsautl.bin").read_bytes() == data
+    log = u.read_log(env)
+    assert "C_SignInit" not in log and "C_VerifyInit" not in log, log
+
+    # A tampered signature recovers nothing.
+    (tmp_path / "bad.bin").write_bytes(u.flip_byte(sig.read_bytes()))
+    if pad != "none":
+        p = token.ossl("pkeyutl", "-verifyrecover", "-inkey",
+                       token.uri(label, "private"), "-in",
+                       tmp_path / "bad.bin", *opts, env=env, ok=False)
+        assert p.returncode == 1, u.describe(p)

@@ -30,6 +30,7 @@ enum p11b_sig_op {
     P11B_SIG_VERIFY,
     P11B_SIG_DIGEST_SIGN,
     P11B_SIG_DIGEST_VERIFY,
+    P11B_SIG_VERIFY_RECOVER,
 };
 
 enum p11b_sig_kind {
@@ -79,6 +80,10 @@ int p11b_sig_digest_init(void *vctx, const char *mdname, void *keydata,
                          const OSSL_PARAM params[], enum p11b_sig_op op);
 int p11b_sig_verify(void *vctx, const unsigned char *sig, size_t siglen,
                     const unsigned char *tbs, size_t tbslen);
+/* Public-key work, in software on the public half like verify. */
+int p11b_sig_verify_recover(void *vctx, unsigned char *rout, size_t *routlen,
+                            size_t routsize, const unsigned char *sig,
+                            size_t siglen);
 int p11b_sig_digest_sign_update(void *vctx, const unsigned char *data,
                                 size_t datalen);
 int p11b_sig_digest_verify_update(void *vctx, const unsigned char *data,

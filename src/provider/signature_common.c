@@ -160,8 +160,14 @@ int p11b_sig_init(void *vctx, void *keydata, const OSSL_PARAM params[],
     ctx->op = op;
     ctx->soft = EVP_PKEY_CTX_new_from_pkey(ctx->prov->libctx, key->pub_pkey,
                                            P11B_SOFT_PROPQ);
-    if (ctx->soft == NULL || EVP_PKEY_verify_init_ex(ctx->soft, params) <= 0)
+    if (ctx->soft == NULL)
         goto err;
+    if (op == P11B_SIG_VERIFY_RECOVER) {
+        if (EVP_PKEY_verify_recover_init_ex(ctx->soft, params) <= 0)
+            goto err;
+    } else if (EVP_PKEY_verify_init_ex(ctx->soft, params) <= 0) {
+        goto err;
+    }
     return 1;
 err:
     P11B_RAISE(ctx->prov, P11B_R_INTERNAL,
@@ -278,6 +284,18 @@ int p11b_sig_verify(void *vctx, const unsigned char *sig, size_t siglen,
     if (ctx->op != P11B_SIG_VERIFY)
         return 0;
     return EVP_PKEY_verify(ctx->soft, sig, siglen, tbs, tbslen) == 1;
+}
+
+int p11b_sig_verify_recover(void *vctx, unsigned char *rout, size_t *routlen,
+                            size_t routsize, const unsigned char *sig,
+                            size_t siglen)
+{
+    struct p11b_sig_ctx *ctx = vctx;
+
+    if (ctx->op != P11B_SIG_VERIFY_RECOVER)
+        return 0;
+    *routlen = routsize;
+    return EVP_PKEY_verify_recover(ctx->soft, rout, routlen, sig, siglen) == 1;
 }
 
 int p11b_sig_digest_sign_update(void *vctx, const unsigned char *data,

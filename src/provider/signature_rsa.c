@@ -47,6 +47,7 @@ static OSSL_FUNC_signature_newctx_fn rsa_newctx;
 static OSSL_FUNC_signature_sign_init_fn rsa_sign_init;
 static OSSL_FUNC_signature_sign_fn rsa_sign;
 static OSSL_FUNC_signature_verify_init_fn rsa_verify_init;
+static OSSL_FUNC_signature_verify_recover_init_fn rsa_verify_recover_init;
 static OSSL_FUNC_signature_digest_sign_init_fn rsa_digest_sign_init;
 static OSSL_FUNC_signature_digest_sign_final_fn rsa_digest_sign_final;
 static OSSL_FUNC_signature_digest_verify_init_fn rsa_digest_verify_init;
@@ -66,6 +67,12 @@ static int rsa_sign_init(void *vctx, void *key, const OSSL_PARAM params[])
 static int rsa_verify_init(void *vctx, void *key, const OSSL_PARAM params[])
 {
     return p11b_sig_init(vctx, key, params, P11B_SIG_VERIFY);
+}
+
+static int rsa_verify_recover_init(void *vctx, void *key,
+                                   const OSSL_PARAM params[])
+{
+    return p11b_sig_init(vctx, key, params, P11B_SIG_VERIFY_RECOVER);
 }
 
 static int rsa_digest_sign_init(void *vctx, const char *mdname, void *key,
@@ -504,6 +511,10 @@ const OSSL_DISPATCH p11b_rsa_signature_functions[] = {
     { OSSL_FUNC_SIGNATURE_SIGN, (void (*)(void))rsa_sign },
     { OSSL_FUNC_SIGNATURE_VERIFY_INIT, (void (*)(void))rsa_verify_init },
     { OSSL_FUNC_SIGNATURE_VERIFY, (void (*)(void))p11b_sig_verify },
+    { OSSL_FUNC_SIGNATURE_VERIFY_RECOVER_INIT,
+      (void (*)(void))rsa_verify_recover_init },
+    { OSSL_FUNC_SIGNATURE_VERIFY_RECOVER,
+      (void (*)(void))p11b_sig_verify_recover },
     { OSSL_FUNC_SIGNATURE_DIGEST_SIGN_INIT,
       (void (*)(void))rsa_digest_sign_init },
     { OSSL_FUNC_SIGNATURE_DIGEST_SIGN_UPDATE,
