@@ -15,7 +15,7 @@ EVP_PKEY_sign with RSA_NO_PADDING all the same.
 import os
 
 import pytest
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
@@ -448,3 +448,43 @@ def test_i11_09_verify_recover(token, exported_key, tmp_path, pad):
                        token.uri(label, "private"), "-in",
                        tmp_path / "bad.bin", *opts, env=env, ok=False)
         assert p.returncode == 1, u.describe(p)
+
+
+def _token_public(tok, label, kid):
+    """The public key pkcs11-tool exports for the object (independent)."""
+    from conftest import _export_pubkey
+    spec = type("Spec", (), {"label": label, "id": kid})
+    spki, _ = _export_pubkey(tok, spec)
+    return serialization.load_der_public_key(spki)
+
+
+@pytest.mark.parametrize("allowed, mech, opts", [
+    ("SHA256-RSA-PKCS-PSS", "CKM_SHA256_RSA_PKCS_PSS",
+     ["-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:digest"]),
+    ("SHA256-RSA-PKCS", "CKM_SHA256_RSA_PKCS", []),
+], ids=["pss", "pkcs1"])
+def test_i11_06_combined_only_allowed_mechanism(scratch_token, tmp_path,
+                                                allowed, mech, opts):
+    """A key whose CKA_ALLOWED_MECHANISMS lists only a combined mechanism
+    signs with it (the message goes to the token), although the token
+    also has the raw mechanisms the key may not use."""
+    tok = scratch_token
+    tok.tool("--keypairgen", "--key-type", "rsa:2048", "--label", "combined",
+             "--id", "c6", "--allowed-mechanisms", allowed)
+    listing = tok.tool("--list-objects", "--type", "privkey").stdout
+    assert allowed in listing, f"pkcs11-tool did not restrict the key:\n" \
+                               f"{listing}"
+    msg, sig = tmp_path / "msg.bin", tmp_path / "sig.bin"
+    msg.write_bytes(os.urandom(3000))
+    env = tok.fresh_env(tmp_path, level=2)
+    tok.ossl("dgst", "-sha256", "-sign", tok.uri("combined", "private"),
+             *opts, "-out", sig, msg, env=env)
+    pub = _token_public(tok, "combined", "c6")
+    if "PSS" in allowed:
+        pub.verify(sig.read_bytes(), msg.read_bytes(),
+                   padding.PSS(padding.MGF1(hashes.SHA256()), 32),
+                   hashes.SHA256())
+    else:
+        pub.verify(sig.read_bytes(), msg.read_bytes(), padding.PKCS1v15(),
+                   hashes.SHA256())
+    assert u.sign_inits(u.read_log(env)) == [(mech, "CKR_OK")]

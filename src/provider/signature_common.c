@@ -176,17 +176,26 @@ err:
     return 0;
 }
 
-/* A combined mechanism needs the message itself: keep it when the token
- * has no raw mechanism for the family. */
-static int token_needs_message(struct p11b_sig_ctx *ctx)
+/* A combined mechanism needs the message itself: keep it when, for this
+ * digest, some padding would have to use one for want of a raw mechanism.
+ * What counts is what the key can use: the token's mechanisms and the
+ * key's CKA_ALLOWED_MECHANISMS (a key may allow only a combined one). */
+static int token_needs_message(struct p11b_sig_ctx *ctx, const EVP_MD *md)
 {
-    struct p11b_slot *slot = ctx->key->priv->slot;
+    const struct p11b_digest_mechs *dm = p11b_digest_mechs(md);
+    const struct p11b_key *key = ctx->key;
 
-    if (ctx->kind == P11B_SIG_RSA)
-        return !p11b_slot_has_mechanism(slot, CKM_RSA_PKCS) &&
-               !p11b_slot_has_mechanism(slot, CKM_RSA_PKCS_PSS) &&
-               !p11b_slot_has_mechanism(slot, CKM_RSA_X_509);
-    return !p11b_slot_has_mechanism(slot, CKM_ECDSA);
+    if (dm == NULL)
+        return 0;
+    if (ctx->kind != P11B_SIG_RSA)
+        return !p11b_key_can_use(key, CKM_ECDSA) &&
+               p11b_key_can_use(key, dm->ecdsa);
+    if (p11b_key_can_use(key, CKM_RSA_X_509))
+        return 0;
+    return (!p11b_key_can_use(key, CKM_RSA_PKCS) &&
+            p11b_key_can_use(key, dm->rsa_pkcs)) ||
+           (!p11b_key_can_use(key, CKM_RSA_PKCS_PSS) &&
+            p11b_key_can_use(key, dm->rsa_pss));
 }
 
 /* The twin of a digest operation: a DigestVerify context on the public
@@ -239,11 +248,11 @@ int p11b_sig_digest_init(void *vctx, const char *mdname, void *keydata,
         return 1;
     if (!p11b_prov_module_ready(ctx->prov))
         goto err_raised;
-    ctx->buffer_msg = token_needs_message(ctx);
     ctx->md_ctx = EVP_MD_CTX_new();
     if (p11b_sig_md(ctx, &md) == NULL || ctx->md_ctx == NULL ||
         !EVP_DigestInit_ex2(ctx->md_ctx, md, NULL))
         goto err;
+    ctx->buffer_msg = token_needs_message(ctx, md);
     EVP_MD_free(md);
     return 1;
 err:
