@@ -117,7 +117,7 @@ def test_same_name_twice_is_refused(scratch_token, tmp_path):
     p = tok.ossl("genpkey", "-propquery", "provider=pkcs11", *args,
                  "-pkeyopt", f"pkcs11_uri:{uri}", ok=False)
     assert p.returncode == 1
-    assert "already on the token" in p.stderr
+    assert "a key with this label (CKA_LABEL) is already on the token" in p.stderr
     assert len([k for k, _ in objects_of(tok, "gen-dup") if k == "Private"]) == 1
 
 
@@ -138,3 +138,36 @@ def test_bad_generation_request_is_a_clear_error(scratch_token, pkeyopts,
                            *pkeyopts, ok=False)
     assert p.returncode == 1, u.describe(p)
     assert reason in p.stderr, p.stderr
+
+
+def private_keys_with_id(tok, kid):
+    out = tok.tool("--list-objects", "--type", "privkey").stdout
+    return len(re.findall(rf"ID:\s+{kid}\s*$", out, re.M))
+
+
+@pytest.mark.parametrize("uri_attrs, names", [
+    ({"object": "fresh-label", "id": "01"}, "id (CKA_ID)"),
+    ({"object": "p256", "id": "9911"}, "label (CKA_LABEL)"),
+    ({"id": "04"}, "id (CKA_ID)"),
+    ({"object": "rsa2048"}, "label (CKA_LABEL)"),
+], ids=["id-of-rsa2048", "label-of-p256", "id-only", "label-only"])
+def test_i11_04_keygen_refuses_existing_id(scratch_token, tmp_path,
+                                           uri_attrs, names):
+    """An id or a label already in use by a key is refused, each on its
+    own (scratch_token holds rsa2048 with id 01 and p256 with id 04), and
+    the error names the attribute; no key is made."""
+    tok = scratch_token
+    before = tok.tool("--list-objects").stdout
+    uri = u.make_uri(token=tok.label, **uri_attrs)
+    env = tok.fresh_env(tmp_path, level=2)
+    p = tok.ossl("genpkey", "-propquery", "provider=pkcs11", "-algorithm",
+                 "EC", "-pkeyopt", "group:P-256", "-pkeyopt",
+                 f"pkcs11_uri:{uri}", "-out", tmp_path / "k.pem", env=env,
+                 ok=False)
+    assert p.returncode == 1, u.describe(p)
+    assert f"a key with this {names} is already on the token" in p.stderr, \
+        u.describe(p)
+    assert "C_GenerateKeyPair" not in u.read_log(env)
+    assert tok.tool("--list-objects").stdout == before
+    assert private_keys_with_id(tok, "01") == 1
+

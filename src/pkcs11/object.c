@@ -532,7 +532,8 @@ CK_RV p11b_object_find(struct p11b_slot *slot, const struct p11b_query *q,
     key = malloc(keylen);
     if (key != NULL) {
         cache_key(q, slot->logged_in, key);
-        objs = cache_lookup(slot, key, keylen, &n);
+        if (!q->fresh)
+            objs = cache_lookup(slot, key, keylen, &n);
     }
     pthread_mutex_unlock(&slot->lock);
     if (key == NULL)

@@ -53,6 +53,7 @@ struct p11b_query {
     int has_key_type;
     CK_KEY_TYPE key_type;
     struct p11b_bytes id, label, subject, issuer, serial;
+    int fresh; /* ask the token, not the cache (a result may be stale) */
 };
 
 struct p11b_objcache;

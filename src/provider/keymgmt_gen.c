@@ -310,14 +310,48 @@ static struct p11b_uri *parse_gen_uri(struct p11b_gen_ctx *g)
     return u;
 }
 
-/* One token, and no private key there by that id/label yet. */
+/* 1 if a key (private, public or secret) on the slot has the id or the
+ * label b, asked of the token itself: a cached search may be stale. */
+static int key_uses(struct p11b_gen_ctx *g, struct p11b_slot *slot,
+                    CK_ATTRIBUTE_TYPE type, const struct p11b_bytes *b)
+{
+    struct p11b_obj **objs = NULL;
+    struct p11b_query q;
+    size_t n = 0, i;
+    int used = 0;
+    CK_RV rv;
+
+    memset(&q, 0, sizeof(q));
+    q.fresh = 1;
+    if (type == CKA_ID)
+        q.id = *b;
+    else
+        q.label = *b;
+    rv = p11b_object_find(slot, &q, &objs, &n);
+    if (rv != CKR_OK) {
+        P11B_RAISE_RV(g->prov, P11B_R_OPERATION_FAILED, rv,
+                      "looking for keys with this %s on slot %lu",
+                      p11b_attr_name(type), slot->id);
+        return -1;
+    }
+    for (i = 0; i < n; i++) {
+        if (objs[i]->cls == CKO_PRIVATE_KEY || objs[i]->cls == CKO_PUBLIC_KEY ||
+            objs[i]->cls == CKO_SECRET_KEY)
+            used = 1;
+    }
+    p11b_objs_free(objs, n);
+    return used;
+}
+
+/* One token, and no key there with the id or the label yet: each alone
+ * would make a second key answer to the same URI. */
 static struct p11b_slot *gen_slot(struct p11b_gen_ctx *g,
                                   const struct p11b_uri *u)
 {
     struct p11b_slot **slots = NULL, *slot;
-    struct p11b_obj **objs = NULL;
-    struct p11b_query q;
-    size_t n = 0, k = 0;
+    struct p11b_bytes id, label;
+    size_t n = 0;
+    int used;
 
     if (!p11b_prov_match_slots(g->prov, u, &slots, &n))
         return NULL;
@@ -330,22 +364,22 @@ static struct p11b_slot *gen_slot(struct p11b_gen_ctx *g,
     }
     if (!p11b_prov_login(g->prov, slot, u, NULL, NULL))
         return NULL;
-    memset(&q, 0, sizeof(q));
-    q.has_class = 1;
-    q.cls = CKO_PRIVATE_KEY;
-    if (u->id.present)
-        q.id = (struct p11b_bytes){ 1, u->id.data, u->id.len };
-    if (u->object.present)
-        q.label = (struct p11b_bytes){ 1, u->object.data, u->object.len };
-    if (p11b_object_find(slot, &q, &objs, &k) == CKR_OK && k > 0) {
-        p11b_objs_free(objs, k);
+    id = (struct p11b_bytes){ 1, u->id.data, u->id.len };
+    label = (struct p11b_bytes){ 1, u->object.data, u->object.len };
+    used = u->id.present ? key_uses(g, slot, CKA_ID, &id) : 0;
+    if (used == 0 && u->object.present) {
+        used = key_uses(g, slot, CKA_LABEL, &label);
+        if (used == 1)
+            used = 2;
+    }
+    if (used == 1 || used == 2) {
         P11B_RAISE(g->prov, P11B_R_BAD_INPUT,
-                   "a private key with this id/label is already on the "
-                   "token: choose another object= or id=");
+                   "a key with this %s is already on the token: choose "
+                   "another %s", used == 1 ? "id (CKA_ID)" : "label (CKA_LABEL)",
+                   used == 1 ? "id=" : "object=");
         return NULL;
     }
-    p11b_objs_free(objs, k);
-    return slot;
+    return used == 0 ? slot : NULL;
 }
 
 static int generate(struct p11b_gen_ctx *g, struct p11b_slot *slot,
