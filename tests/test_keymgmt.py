@@ -111,3 +111,66 @@ def test_s_server_refuses_a_key_of_another_certificate(token, tmp_path,
                          f"{cert_label}'s certificate"
     assert rc != 0
     assert any(m in err for m in MISMATCH), err
+
+
+# ---- a key the token restricts to PSS (issue 11, item 7) ---------------------
+
+OID_RSASSA_PSS = "1.2.840.113549.1.1.10"
+CHECK_PAIR = """
+import sys
+from OpenSSL import SSL
+ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
+ctx.use_certificate_file(sys.argv[1])
+ctx.use_privatekey_file(sys.argv[2])
+ctx.check_privatekey()
+print("pair ok")
+"""
+
+
+
+@pytest.mark.parametrize("maker", ["pkcs11-tool", "genpkey"])
+def test_i11_07_pss_restricted_public_half(scratch_token, tmp_path, maker):
+    """Both halves of an RSA key pair the token restricts to PSS load as
+    one type, and a certificate made from either half matches the private
+    key (OpenSSL compares key types before values: a mixed pair never
+    matches). pkcs11-tool restricts the private object only: the pair is
+    plain RSA (PSS-only on the token), so an rsaEncryption certificate,
+    the usual one, matches. Our genpkey -algorithm RSA-PSS restricts both
+    halves: the pair is RSA-PSS from either."""
+    tok = scratch_token
+    if maker == "pkcs11-tool":
+        tok.tool("--keypairgen", "--key-type", "rsa:2048", "--label",
+                 "pss7", "--id", "77", "--allowed-mechanisms",
+                 "RSA-PKCS-PSS,SHA256-RSA-PKCS-PSS")
+        oid = u.OID_RSA
+    else:
+        uri = u.make_uri(token=tok.label, object="pss7", id="77")
+        tok.ossl("genpkey", "-propquery", "provider=pkcs11", "-algorithm",
+                 "RSA-PSS", "-pkeyopt", "bits:2048", "-pkeyopt",
+                 f"pkcs11_uri:{uri}", "-out", tmp_path / "gen.pem")
+        oid = OID_RSASSA_PSS
+    priv, pub = tok.uri("pss7", "private"), tok.uri("pss7", "public")
+    from_priv = u.spki_der_from_pem(
+        tok.ossl("pkey", "-in", priv, "-pubout").stdout)
+    from_pub = u.spki_der_from_pem(
+        tok.ossl("pkey", "-pubin", "-in", pub, "-pubout").stdout)
+    assert u.spki_algorithm(from_priv)[0] == oid
+    assert from_pub == from_priv, "the two halves load as different types"
+
+    # Certificates from the private half (req -x509) and from the public
+    # object (x509 -new -force_pubkey), signed with PSS: both carry that
+    # public key, and both match the key in SSL_CTX_check_private_key.
+    key_pem = tmp_path / "key.pem"
+    tok.ossl("pkey", "-in", priv, "-out", key_pem)
+    pss = ["-sigopt", "rsa_padding_mode:pss"]
+    certs = {"req": tmp_path / "req.crt", "x509": tmp_path / "x509.crt"}
+    tok.ossl("req", "-new", "-x509", "-key", priv, "-subj", "/CN=pss7",
+             "-days", "1", *pss, "-out", certs["req"])
+    tok.ossl("x509", "-new", "-subj", "/CN=pss7-pub", "-key", priv,
+             "-force_pubkey", pub, "-days", "1", *pss, "-out", certs["x509"])
+    for name, cert in certs.items():
+        in_cert = u.spki_der_from_pem(
+            tok.ossl("x509", "-in", cert, "-noout", "-pubkey").stdout)
+        assert in_cert == from_priv, f"{name}: certificate key differs"
+        p = tok.run(["/usr/bin/python3", "-c", CHECK_PAIR, cert, key_pem])
+        assert p.stdout.strip() == "pair ok", u.describe(p)

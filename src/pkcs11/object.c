@@ -124,6 +124,7 @@ static const struct attr_spec private_key_attrs[] = {
 };
 
 static const struct attr_spec public_key_attrs[] = {
+    { CKA_ALLOWED_MECHANISMS, K_MECHS, 0 },
     A_BYTES(CKA_MODULUS, modulus),
     A_BYTES(CKA_PUBLIC_EXPONENT, public_exponent),
     A_BYTES(CKA_EC_PARAMS, ec_params),

@@ -170,8 +170,8 @@ static void add(CK_ATTRIBUTE *t, CK_ULONG *n, CK_ATTRIBUTE_TYPE type,
     (*n)++;
 }
 
-/* An RSA-PSS key is an RSA key its token allows for PSS only: that is
- * what makes it load as RSA-PSS again. */
+/* An RSA-PSS key is an RSA key pair its token allows for PSS only, both
+ * halves: that is what makes either half load as RSA-PSS again. */
 static void add_pss_only(struct gen_tmpl *t)
 {
     static const CK_MECHANISM_TYPE pss[] = {
@@ -182,6 +182,7 @@ static void add_pss_only(struct gen_tmpl *t)
 
     memcpy(t->allowed, pss, sizeof(pss));
     add(t->priv, &t->npriv, CKA_ALLOWED_MECHANISMS, t->allowed, sizeof(pss));
+    add(t->pub, &t->npub, CKA_ALLOWED_MECHANISMS, t->allowed, sizeof(pss));
 }
 
 static unsigned int default_usage(enum p11b_key_family f)

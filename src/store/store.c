@@ -377,11 +377,53 @@ static void companions(struct p11b_obj *priv, struct p11b_obj **pool,
     }
 }
 
+static int same_pair(const struct p11b_obj *a, const struct p11b_obj *b)
+{
+    return a->slot == b->slot && a->key_type == b->key_type &&
+           a->id.len == b->id.len &&
+           memcmp(a->id.data, b->id.data, a->id.len) == 0;
+}
+
+/* A key pair is one family, whichever half is loaded. A public object
+ * is visible without a login, so it decides by its own attributes; a
+ * private object the token allows for PSS only is RSA-PSS unless its
+ * public partner (same CKA_ID) is not restricted so: then the pair is
+ * plain RSA, which is also what a certificate with an rsaEncryption key
+ * (the usual one for such keys) must match. */
+static enum p11b_key_family pair_family(struct p11b_obj *o,
+                                        struct p11b_obj **pool, size_t npool)
+{
+    enum p11b_key_family fam = p11b_obj_family(o);
+    struct p11b_obj **found = NULL;
+    struct p11b_query q;
+    size_t n = 0, i;
+
+    if (o->cls != CKO_PRIVATE_KEY || fam != P11B_FAMILY_RSA_PSS ||
+        !o->id.present)
+        return fam;
+    for (i = 0; i < npool; i++) {
+        if (pool[i]->cls == CKO_PUBLIC_KEY && same_pair(pool[i], o))
+            return p11b_obj_family(pool[i]);
+    }
+    memset(&q, 0, sizeof(q));
+    q.has_class = 1;
+    q.cls = CKO_PUBLIC_KEY;
+    q.has_key_type = 1;
+    q.key_type = CKK_RSA;
+    q.id = o->id;
+    if (p11b_object_find(o->slot, &q, &found, &n) != CKR_OK)
+        n = 0;
+    for (i = 0; i < n && fam == P11B_FAMILY_RSA_PSS; i++)
+        fam = p11b_obj_family(found[i]);
+    p11b_objs_free(found, n);
+    return fam;
+}
+
 static struct p11b_key *key_for(struct store_ctx *ctx, struct p11b_obj *o,
                                 int public_only, struct p11b_obj **pool,
                                 size_t npool)
 {
-    enum p11b_key_family fam = p11b_obj_family(o);
+    enum p11b_key_family fam = pair_family(o, pool, npool);
     struct p11b_obj **extra = NULL;
     struct p11b_key *key;
     size_t n = 0;
