@@ -7,6 +7,7 @@
 
 #include <openssl/core.h>
 #include <openssl/e_os2.h>
+#include <openssl/err.h>
 #include "pkcs11/p11.h"
 
 struct p11b_prov;
@@ -53,6 +54,20 @@ void p11b_raise_rv(const struct p11b_prov *prov, int fallback, CK_RV rv,
 
 /* The reason users act on for a CK_RV, else fallback. */
 int p11b_reason_for_rv(CK_RV rv, int fallback);
+
+/*
+ * Run `call`, a call into the token layer, with the error queue marked. A
+ * software token linked to the application's own libcrypto (SoftHSM) puts
+ * its errors on the caller's queue: "bad decrypt" from C_Login with a
+ * wrong PIN, "no such engine" from C_Initialize. They are not ours; what
+ * went wrong is raised from the CK_RV, after the call.
+ */
+#define P11B_QUIET(call)                                                      \
+    do {                                                                      \
+        ERR_set_mark();                                                       \
+        call;                                                                 \
+        ERR_pop_to_mark();                                                    \
+    } while (0)
 
 #define P11B_RAISE(prov, reason, ...)                                         \
     p11b_raise((prov), (reason), OPENSSL_FILE, OPENSSL_LINE, OPENSSL_FUNC,    \

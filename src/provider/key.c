@@ -400,7 +400,7 @@ static int current_priv(struct p11b_key *key, struct p11b_obj **out)
     q.key_type = o->key_type;
     q.id = o->id;
     q.label = o->label;
-    rv = p11b_object_find(o->slot, &q, &found, &n);
+    P11B_QUIET(rv = p11b_object_find(o->slot, &q, &found, &n));
     if (rv != CKR_OK || n == 0) {
         P11B_RAISE_RV(key->prov, P11B_R_URI_NO_MATCH,
                       rv == CKR_OK ? CKR_OBJECT_HANDLE_INVALID : rv,

@@ -395,14 +395,15 @@ static int generate(struct p11b_gen_ctx *g, struct p11b_slot *slot,
     memset(&t, 0, sizeof(t));
     if (!fill_templates(g, u, &t))
         return 0;
-    rv = p11b_session_acquire(slot, &sess);
+    P11B_QUIET(rv = p11b_session_acquire(slot, &sess));
     if (rv != CKR_OK) {
         P11B_RAISE_RV(g->prov, P11B_R_SESSION, rv, "C_OpenSession on slot %lu",
                       slot->id);
         return 0;
     }
-    rv = p11b_session_fns(&sess)->C_GenerateKeyPair(
-        sess.h, &t.mech, t.pub, t.npub, t.priv, t.npriv, &hpub, &hpriv);
+    P11B_QUIET(rv = p11b_session_fns(&sess)->C_GenerateKeyPair(
+                   sess.h, &t.mech, t.pub, t.npub, t.priv, t.npriv, &hpub,
+                   &hpriv));
     P11B_LOG(2, "C_GenerateKeyPair(slot %lu, %s) -> %s", slot->id,
              p11b_mech_name(t.mech.mechanism), p11b_rv_name(rv));
     p11b_note_call("C_GenerateKeyPair", rv);

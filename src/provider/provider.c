@@ -39,7 +39,9 @@ static OSSL_FUNC_provider_get_reason_strings_fn prov_get_reason_strings;
 int p11b_prov_module_ready(struct p11b_prov *prov)
 {
     char err[512];
-    CK_RV rv = p11b_module_ensure(prov->mod, err, sizeof(err));
+    CK_RV rv;
+
+    P11B_QUIET(rv = p11b_module_ensure(prov->mod, err, sizeof(err)));
 
     if (rv == CKR_OK)
         return 1;
@@ -80,7 +82,7 @@ int p11b_prov_match_slots(struct p11b_prov *prov, const struct p11b_uri *uri,
         return 0;
     for (pass = 0; pass < 2 && k == 0; pass++) {
         /* The second pass rescans: a token may have been inserted. */
-        rv = p11b_module_slots(prov->mod, pass, &all, &n);
+        P11B_QUIET(rv = p11b_module_slots(prov->mod, pass, &all, &n));
         if (rv != CKR_OK) {
             P11B_RAISE_RV(prov, P11B_R_MODULE_INIT, rv, "C_GetSlotList(%s)",
                           prov->cfg.module_path);
@@ -88,7 +90,10 @@ int p11b_prov_match_slots(struct p11b_prov *prov, const struct p11b_uri *uri,
         }
         hits = all; /* our own copy: keep the matching ones in place */
         for (i = 0; i < n; i++) {
-            if (slot_matches(all[i], uri))
+            int match;
+
+            P11B_QUIET(match = slot_matches(all[i], uri));
+            if (match)
                 hits[k++] = all[i];
         }
         if (k == 0)
@@ -209,7 +214,8 @@ static int login_with_callback(struct p11b_prov *prov, struct p11b_slot *s,
 
     /* A locked token, or one at its final try, is refused before anyone
      * is asked for a PIN (p11b_slot_login would refuse it anyway). */
-    if (p11b_slot_refresh(s) == CKR_OK && p11b_slot_token_info(s, &ti) == CKR_OK &&
+    P11B_QUIET(rv = p11b_slot_refresh(s));
+    if (rv == CKR_OK && p11b_slot_token_info(s, &ti) == CKR_OK &&
         (ti.flags & (CKF_USER_PIN_LOCKED | CKF_USER_PIN_FINAL_TRY)))
         return report_login(prov, s,
                             (ti.flags & CKF_USER_PIN_LOCKED)
@@ -218,7 +224,8 @@ static int login_with_callback(struct p11b_prov *prov, struct p11b_slot *s,
                             "the application's PIN prompt");
     if (p11b_slot_token_info(s, &ti) == CKR_OK &&
         (ti.flags & CKF_PROTECTED_AUTHENTICATION_PATH)) {
-        rv = p11b_slot_login(s, NULL, 0, 0); /* PIN pad on the reader */
+        /* PIN pad on the reader */
+        P11B_QUIET(rv = p11b_slot_login(s, NULL, 0, 0));
         return rv == CKR_OK ? 1 : report_login(prov, s, rv, "the PIN pad");
     }
     if (cb == NULL || !pin_from_callback(s, cb, cbarg, &pc.pin, &pc.len)) {
@@ -230,7 +237,7 @@ static int login_with_callback(struct p11b_prov *prov, struct p11b_slot *s,
         return 0;
     }
     /* A prompted PIN is kept: forked children cannot ask again. */
-    rv = p11b_slot_login(s, pc.pin, pc.len, 1);
+    P11B_QUIET(rv = p11b_slot_login(s, pc.pin, pc.len, 1));
     OPENSSL_clear_free(pc.pin, pc.len + 1);
     return rv == CKR_OK ? 1 : report_login(prov, s, rv, pc.source);
 }
@@ -257,7 +264,7 @@ int p11b_prov_context_login(struct p11b_prov *prov, struct p11b_session *sess)
                    sess->slot->id, P11B_CFG_TOKEN_PIN);
         return 0;
     }
-    rv = p11b_session_context_login(sess, pin, len);
+    P11B_QUIET(rv = p11b_session_context_login(sess, pin, len));
     OPENSSL_clear_free(pin, len + 1);
     return rv == CKR_OK ? 1 : report_login(prov, sess->slot, rv, source);
 }
@@ -282,12 +289,12 @@ int p11b_prov_login(struct p11b_prov *prov, struct p11b_slot *s,
     if (!choose_pin(prov, s, uri, &pc))
         return 0;
     if (pc.pin != NULL) {
-        rv = p11b_slot_login(s, pc.pin, pc.len, pc.cache);
+        P11B_QUIET(rv = p11b_slot_login(s, pc.pin, pc.len, pc.cache));
         OPENSSL_clear_free(pc.pin, pc.len + 1);
         return rv == CKR_OK ? 1 : report_login(prov, s, rv, pc.source);
     }
     if (p11b_slot_has_cached_pin(s)) {
-        rv = p11b_slot_login_cached(s);
+        P11B_QUIET(rv = p11b_slot_login_cached(s));
         if (rv == CKR_OK)
             return 1;
         if (rv != CKR_USER_NOT_LOGGED_IN)

@@ -350,6 +350,7 @@ static void companions(struct p11b_obj *priv, struct p11b_obj **pool,
     struct p11b_obj **all;
     struct p11b_query q;
     size_t n = 0, i;
+    CK_RV rv;
 
     *out = NULL;
     *out_n = 0;
@@ -371,7 +372,8 @@ static void companions(struct p11b_obj *priv, struct p11b_obj **pool,
     free(all);
     memset(&q, 0, sizeof(q));
     q.id = priv->id; /* no class: public keys and certificates at once */
-    if (p11b_object_find(priv->slot, &q, out, out_n) != CKR_OK) {
+    P11B_QUIET(rv = p11b_object_find(priv->slot, &q, out, out_n));
+    if (rv != CKR_OK) {
         *out = NULL;
         *out_n = 0;
     }
@@ -494,8 +496,9 @@ static int find_or_raise(struct store_ctx *ctx, struct p11b_slot *slot,
                          const struct p11b_query *q, struct p11b_obj ***objs,
                          size_t *n)
 {
-    CK_RV rv = p11b_object_find(slot, q, objs, n);
+    CK_RV rv;
 
+    P11B_QUIET(rv = p11b_object_find(slot, q, objs, n));
     if (rv == CKR_OK)
         return 1;
     P11B_RAISE_RV(ctx->prov, P11B_R_FIND, rv, "C_FindObjects on slot %lu",
