@@ -47,6 +47,90 @@ def logins_per_slot(log):
     return counts
 
 
+# ---- item 11: a token that allows one session --------------------------------
+
+ONE = "max-sessions 1\n"
+QUICK = 20  # seconds: the pool's wait for a session is 30 s
+
+
+def test_i11_11_one_session_token(token, fault_rig, tmp_path):
+    rig = fault_rig(token, control=ONE, log_level=2)
+    msg = tmp_path / "msg"
+    msg.write_bytes(b"one session is enough" * 10)
+
+    # sign with RSA and EC keys, checked in software
+    for label in ("rsa2048", "p256"):
+        sig = tmp_path / f"{label}.sig"
+        t0 = time.monotonic()
+        p = rig.ossl("pkeyutl", "-sign", "-rawin", "-digest", "sha256",
+                     "-inkey", token.uri(label, "private"), "-in", msg,
+                     "-out", sig, ok=False, timeout=QUICK)
+        assert p.returncode == 0, u.describe(p)
+        assert time.monotonic() - t0 < QUICK / 2
+        pub = serialization.load_der_public_key(token.keys[label].spki)
+        if label == "p256":
+            pub.verify(sig.read_bytes(), msg.read_bytes(),
+                       ec.ECDSA(hashes.SHA256()))
+        else:
+            pub.verify(sig.read_bytes(), msg.read_bytes(),
+                       padding.PKCS1v15(), hashes.SHA256())
+
+    # decrypt what software encrypted
+    pub = serialization.load_der_public_key(token.keys["rsa2048"].spki)
+    secret = b"decrypted on a one-session token"
+    ct = tmp_path / "ct"
+    ct.write_bytes(pub.encrypt(secret, padding.PKCS1v15()))
+    p = rig.ossl("pkeyutl", "-decrypt", "-inkey",
+                 token.uri("rsa2048", "private"), "-in", ct,
+                 ok=False, timeout=QUICK)
+    assert p.returncode == 0, u.describe(p)
+    assert p.stdout == secret.decode(), u.describe(p)
+
+    # load several keys, and list the token, in one process each
+    p = rig.ossl("storeutl", "-text", u.make_uri(token=token.label),
+                 ok=False, timeout=QUICK)
+    assert p.returncode == 0, u.describe(p)
+    assert any("type=private" in x for x in u.uris_in(p.stdout)), p.stdout
+    p, doc = u.run_ops(rig.env, "load", token.uri("rsa2048", "private"),
+                       token.uri("p256", "private"),
+                       token.uri("p384", "public"), ok=False, timeout=QUICK)
+    assert doc is not None and all(x["ok"] for x in doc["loads"]), \
+        u.describe(p)
+
+    calls = rig.calls()
+    assert CKR["CKR_SESSION_COUNT"] not in u.rvs_of(calls, "C_OpenSession")
+    peaks = u.open_session_peaks(calls)
+    assert max(peaks.values()) <= 1, peaks
+    assert "no session free" not in rig.log()
+
+
+def test_i11_11_one_session_token_threads(token, fault_rig, tmp_path):
+    """Eight threads sign at once through the token's one session."""
+    rig = fault_rig(token, control=ONE + "delay C_Sign 1000\n", log_level=2)
+    args = ["threads", "--threads", "8", "--seconds", "1", "--out", tmp_path,
+            "--uri", token.uri("p256", "private"),
+            "--uri", token.uri("rsa2048", "private")]
+    p, doc = u.run_ops(rig.env, *args, ok=False, timeout=QUICK * 2)
+    assert doc is not None, u.describe(p)
+    assert p.returncode == 0 and not doc["errors"], \
+        "\n".join(doc.get("errors", [])) or u.describe(p)
+    labels = ["p256", "rsa2048"]
+    for i, r in enumerate(doc["threads"]):
+        assert r["ops"] > 0, doc["threads"]
+        label = labels[r["key"]]
+        pub = serialization.load_der_public_key(token.keys[label].spki)
+        m = (tmp_path / f"t{i}.msg").read_bytes()
+        s = (tmp_path / f"t{i}.sig").read_bytes()
+        if label == "p256":
+            pub.verify(s, m, ec.ECDSA(hashes.SHA256()))
+        else:
+            pub.verify(s, m, padding.PKCS1v15(), hashes.SHA256())
+    calls = rig.calls()
+    assert set(u.rvs_of(calls, "C_Sign")) == {0}
+    assert max(u.open_session_peaks(calls).values()) <= 1
+    assert u.rvs_of(calls, "C_Login") == [0], "one login serves all threads"
+
+
 # ---- item 13: the token's own libcrypto noise stays off the error queue -----
 
 def test_i11_13_token_noise_not_in_error_queue(scratch_token, fault_rig):

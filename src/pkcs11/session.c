@@ -116,6 +116,17 @@ static CK_RV take_or_wait(struct p11b_slot *s, struct p11b_session *out,
             *open_new = 1;
             return CKR_OK;
         }
+        /* At the bound, the session that made the login joins the pool:
+         * the login belongs to the token, and lasts while any session of
+         * ours is open. A token with one session works only so. */
+        if (s->login_session != CK_INVALID_HANDLE) {
+            out->slot = s;
+            out->h = s->login_session;
+            out->gen = s->gen;
+            out->fork_gen = p11b_fork_generation();
+            s->login_session = CK_INVALID_HANDLE;
+            return CKR_OK;
+        }
         if (!wait_for_session(s)) {
             P11B_LOG(1, "slot %lu: no session free after %d s", s->id,
                      P11B_SESSION_WAIT_SEC);

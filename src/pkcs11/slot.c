@@ -14,6 +14,7 @@
 #include "pkcs11/module.h"
 #include "pkcs11/names.h"
 #include "pkcs11/object.h"
+#include "pkcs11/session.h"
 #include "pkcs11/slot.h"
 
 struct p11b_slot *p11b_slot_new(struct p11b_module *mod, CK_SLOT_ID id)
@@ -399,40 +400,38 @@ static CK_RV login_precheck(struct p11b_slot *s)
     return CKR_OK;
 }
 
+/* Log in on a session of the pool (an idle one, or a new one within the
+ * token's session bound, counted like any other): on a token that allows
+ * few sessions, the login must not take one the pool cannot count. */
 static CK_RV do_login(struct p11b_slot *s, const unsigned char *pin,
-                      size_t pin_len, CK_SESSION_HANDLE *out)
+                      size_t pin_len, struct p11b_session *out)
 {
-    CK_FUNCTION_LIST *f = s->mod->fns;
-    CK_SESSION_HANDLE h;
+    struct p11b_session sess;
     CK_RV rv;
 
-    rv = f->C_OpenSession(s->id, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL,
-                          NULL, &h);
-    if (rv == CKR_TOKEN_WRITE_PROTECTED)
-        rv = f->C_OpenSession(s->id, CKF_SERIAL_SESSION, NULL, NULL, &h);
-    P11B_LOG(2, "C_OpenSession(slot %lu) for login -> %s", s->id,
-             p11b_rv_name(rv));
-    p11b_note_call("C_OpenSession", rv);
+    rv = p11b_session_acquire(s, &sess);
     if (rv != CKR_OK)
         return rv;
-    rv = f->C_Login(h, CKU_USER, (CK_UTF8CHAR *)pin, (CK_ULONG)pin_len);
+    rv = s->mod->fns->C_Login(sess.h, CKU_USER, (CK_UTF8CHAR *)pin,
+                              (CK_ULONG)pin_len);
     P11B_LOG(2, "C_Login(slot %lu, CKU_USER) -> %s", s->id, p11b_rv_name(rv));
     p11b_note_call("C_Login", rv);
     if (rv == CKR_USER_ALREADY_LOGGED_IN)
         rv = CKR_OK;
     if (rv != CKR_OK) {
-        f->C_CloseSession(h);
+        p11b_session_release(&sess);
         return rv;
     }
-    *out = h;
+    *out = sess;
     return CKR_OK;
 }
 
 CK_RV p11b_slot_login(struct p11b_slot *s, const unsigned char *pin,
                       size_t pin_len, int cache)
 {
-    CK_SESSION_HANDLE h = CK_INVALID_HANDLE;
+    struct p11b_session sess = { NULL, CK_INVALID_HANDLE, 0, 0 };
     unsigned long gen;
+    int stale = 0;
     CK_RV rv;
 
     pthread_mutex_lock(&s->lock);
@@ -452,14 +451,15 @@ CK_RV p11b_slot_login(struct p11b_slot *s, const unsigned char *pin,
 
     rv = login_precheck(s);
     if (rv == CKR_OK)
-        rv = do_login(s, pin, pin_len, &h);
+        rv = do_login(s, pin, pin_len, &sess);
 
     pthread_mutex_lock(&s->lock);
     s->login_busy = 0;
-    if (rv == CKR_OK && gen == s->gen) {
+    if (rv == CKR_OK && (gen != s->gen || sess.gen != s->gen)) {
+        stale = 1; /* the slot was reset meanwhile */
+    } else if (rv == CKR_OK) {
         s->logged_in = 1;
-        s->login_session = h;
-        s->nopen++;
+        s->login_session = sess.h; /* already counted in nopen */
         if (cache)
             keep_copy(&s->cached_pin, &s->cached_pin_len, pin, pin_len);
     } else if (rv == CKR_PIN_INCORRECT) {
@@ -469,8 +469,8 @@ CK_RV p11b_slot_login(struct p11b_slot *s, const unsigned char *pin,
     }
     pthread_cond_broadcast(&s->cond);
     pthread_mutex_unlock(&s->lock);
-    if (rv == CKR_OK && h != CK_INVALID_HANDLE && gen != s->gen) {
-        s->mod->fns->C_CloseSession(h); /* the slot was reset meanwhile */
+    if (stale) {
+        p11b_session_release(&sess); /* closed: of an older generation */
         rv = CKR_SESSION_HANDLE_INVALID;
     }
     return rv;
