@@ -47,6 +47,72 @@ def logins_per_slot(log):
     return counts
 
 
+# ---- item 2: a PIN goes only to the token it is meant for --------------------
+
+def test_i11_02_configured_pin_only_to_its_token(scratch_token, fault_rig):
+    tok = scratch_token
+    slots = add_other_token(tok)
+
+    # No selector, two tokens that want a login: the configured PIN is
+    # meant for neither in particular, so it goes to none. The listing of
+    # both tokens works and shows what is public.
+    rig = fault_rig(tok, log_level=2)
+    p = rig.ossl("storeutl", "-text", "pkcs11:", ok=False)
+    assert p.returncode == 0, u.describe(p)
+    uris = u.uris_in(p.stdout)
+    assert any(f"token={OTHER}" in x and "type=public" in x for x in uris), \
+        p.stdout
+    assert any(f"token={tok.label}" in x and "type=public" in x
+               for x in uris), p.stdout
+    assert logins_per_slot(rig.log()) == {}, rig.log()
+
+    # The selector names the scratch token: the PIN goes there, once, and
+    # never to the other token, whose retry counter must not move.
+    rig = fault_rig(tok, log_level=2,
+                    pkcs11_module_token_pin_token=tok.label)
+    p = rig.ossl("storeutl", "-text", "pkcs11:", ok=False)
+    assert p.returncode == 0, u.describe(p)
+    uris = u.uris_in(p.stdout)
+    assert any(f"token={tok.label}" in x and "type=private" in x
+               for x in uris), p.stdout
+    assert any(f"token={OTHER}" in x and "type=public" in x for x in uris), \
+        p.stdout
+    assert not any(f"token={OTHER}" in x and "type=private" in x
+                   for x in uris), p.stdout
+    assert logins_per_slot(rig.log()) == {slots[tok.label]: 1}, rig.log()
+
+    # A URI without token= loads the scratch token's key, with no login
+    # attempt on the other token.
+    rig = fault_rig(tok, log_level=2,
+                    pkcs11_module_token_pin_token=f"pkcs11:token={tok.label}")
+    p = rig.ossl("pkey", "-in", "pkcs11:object=p256;type=private", "-pubout",
+                 ok=False)
+    assert p.returncode == 0, u.describe(p)
+    assert u.spki_der_from_pem(p.stdout) == tok.keys["p256"].spki
+    assert slots[OTHER] not in logins_per_slot(rig.log()), rig.log()
+
+    # A PIN in a URI that selects both tokens goes to neither: the error
+    # says to name the token.
+    rig = fault_rig(tok, log_level=2, pkcs11_module_token_pin=None)
+    uri = u.make_uri(object="p256", type="private", pin_value=PIN)
+    p = rig.ossl("pkey", "-in", uri, "-pubout", ok=False)
+    assert p.returncode != 0
+    reasons = [e["reason"] for e in u.provider_errors(p.stderr)]
+    assert "no PIN available for login" in reasons, u.describe(p)
+    assert "token=" in p.stderr, u.describe(p)
+    assert logins_per_slot(rig.log()) == {}, rig.log()
+
+    # Named, the URI's PIN goes to its token only.
+    uri = u.make_uri(token=tok.label, object="p256", type="private",
+                     pin_value=PIN)
+    rig = fault_rig(tok, log_level=2, pkcs11_module_token_pin=None)
+    p = rig.ossl("pkey", "-in", uri, "-pubout", ok=False)
+    assert p.returncode == 0, u.describe(p)
+    assert logins_per_slot(rig.log()) == {slots[tok.label]: 1}, rig.log()
+    u.assert_no_secret(("the debug log", u.log_path(rig.env)),
+                       ("stderr", u._hide_args(p.stderr, p.args)))
+
+
 # ---- item 11: a token that allows one session --------------------------------
 
 ONE = "max-sessions 1\n"

@@ -92,6 +92,10 @@ BAD_CONFIG = [
     ("pkcs11-module-cache-sessions", "99999999999999999999999"),
     ("pkcs11-module-allow-export", "2"),
     ("pkcs11-module-allow-export", "yes"),
+    # the configured PIN's token selector names tokens only
+    ("pkcs11-module-token-pin-token", "pkcs11:object=p256"),
+    ("pkcs11-module-token-pin-token", "pkcs11:token=a;type=private"),
+    ("pkcs11-module-token-pin-token", "pkcs11:token=%zz"),
     # unknown keys, one a plausible typo
     ("pkcs11-module-frobnicate", "1"),
     ("pkcs11-module-pathname", "/usr/lib/softhsm/libsofthsm2.so"),

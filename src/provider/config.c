@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <openssl/conf.h>
 #include <openssl/core_names.h>
@@ -15,6 +16,7 @@
 #include <openssl/err.h>
 #include <openssl/params.h>
 
+#include "pkcs11/uri.h"
 #include "provider/errors.h"
 #include "provider/provider.h"
 
@@ -24,7 +26,7 @@ static const char *const known_keys[] = {
     P11B_CFG_MODULE_PATH, P11B_CFG_INIT_ARGS,      P11B_CFG_TOKEN_PIN,
     P11B_CFG_LOAD_BEHAVIOR, P11B_CFG_LOGIN_BEHAVIOR, P11B_CFG_CACHE_PINS,
     P11B_CFG_CACHE_SESSIONS, P11B_CFG_ALLOW_EXPORT, P11B_CFG_QUIRKS,
-    P11B_CFG_BLOCK_OPS, P11B_CFG_CACHE_KEYS,
+    P11B_CFG_BLOCK_OPS, P11B_CFG_CACHE_KEYS, P11B_CFG_TOKEN_PIN_TOKEN,
 };
 
 /* Keys OpenSSL's own provider configuration uses. */
@@ -58,6 +60,7 @@ void p11b_config_clear(struct p11b_config *cfg)
     free(cfg->init_args);
     if (cfg->pin != NULL)
         OPENSSL_clear_free(cfg->pin, cfg->pin_len);
+    p11b_uri_free(cfg->pin_token);
     memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -116,6 +119,36 @@ int p11b_config_read_pin(struct p11b_prov *prov, const char *key,
     if (*out == NULL)
         return 0;
     *out_len = len;
+    return 1;
+}
+
+/* pkcs11-module-token-pin-token: a token label, or a pkcs11: URI naming
+ * tokens by library, slot and token attributes only. */
+static int parse_pin_token(struct p11b_prov *prov, const char *value,
+                           struct p11b_uri **out)
+{
+    const char *key = P11B_CFG_TOKEN_PIN_TOKEN;
+    struct p11b_uri *u = NULL;
+
+    if (strncasecmp(value, "pkcs11:", 7) != 0) {
+        u = p11b_uri_new();
+        if (u == NULL || p11b_uri_set_value(&u->token, value,
+                                            strlen(value)) != 0) {
+            p11b_uri_free(u);
+            return 0;
+        }
+        *out = u;
+        return 1;
+    }
+    if (p11b_uri_parse(value, strlen(value), NULL, &u) != P11B_URI_OK)
+        return bad_value(prov, key, "not a valid pkcs11: URI");
+    if (u->object.present || u->id.present || u->type != P11B_URI_TYPE_ANY ||
+        u->pin_value.present || u->pin_source.present) {
+        p11b_uri_free(u);
+        return bad_value(prov, key,
+                         "names tokens only: no object, id, type or PIN");
+    }
+    *out = u;
     return 1;
 }
 
@@ -228,6 +261,9 @@ static int apply_config(struct p11b_prov *prov, const struct raw_config *raw)
     if (raw->values[2] != NULL &&
         !p11b_config_read_pin(prov, P11B_CFG_TOKEN_PIN, raw->values[2],
                               &c->pin, &c->pin_len))
+        return 0;
+    if (raw->values[11] != NULL && raw->values[11][0] != '\0' &&
+        !parse_pin_token(prov, raw->values[11], &c->pin_token))
         return 0;
     if (!apply_choices(prov, raw))
         return 0;

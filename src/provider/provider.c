@@ -153,24 +153,105 @@ static int pin_from_callback(struct p11b_slot *s, OSSL_PASSPHRASE_CALLBACK *cb,
     return 1;
 }
 
+/*
+ * Which token a PIN goes to (docs/SECURITY.md, "Which token gets a PIN").
+ * A PIN is presented only to a token it is meant for, so that a PIN never
+ * costs another token a retry:
+ * - the URI's pin-value or pin-source, and the application's prompt, go to
+ *   a token only when the URI's library, slot and token attributes select
+ *   that token alone among the tokens that want a login;
+ * - the configured PIN goes to the tokens pkcs11-module-token-pin-token
+ *   selects, or, without that key, only when the module has one token
+ *   that wants a login;
+ * - a PIN cached for a slot came from that slot's own login.
+ */
+
+/* 1 if s is the one token that wants a login among those `sel` selects
+ * (all of the module's when sel is NULL). A token wants a login when it is
+ * present, initialised and says CKF_LOGIN_REQUIRED; s itself counts when
+ * selected, whatever its flags. */
+static int sole_login_token(struct p11b_prov *prov, const struct p11b_uri *sel,
+                            struct p11b_slot *s, size_t *out_n)
+{
+    struct p11b_slot **all;
+    CK_TOKEN_INFO ti;
+    size_t n, i, k = 0;
+    int has_s = 0, hit;
+    CK_RV rv;
+
+    P11B_QUIET(rv = p11b_module_slots(prov->mod, 0, &all, &n));
+    if (rv != CKR_OK)
+        return 0;
+    for (i = 0; i < n; i++) {
+        P11B_QUIET(hit = p11b_slot_token_info(all[i], &ti) == CKR_OK &&
+                         (ti.flags & CKF_TOKEN_INITIALIZED) &&
+                         (sel == NULL || slot_matches(all[i], sel)));
+        if (!hit || (all[i] != s && !(ti.flags & CKF_LOGIN_REQUIRED)))
+            continue;
+        k++;
+        has_s |= all[i] == s;
+    }
+    free(all);
+    if (out_n != NULL)
+        *out_n = k;
+    return k == 1 && has_s;
+}
+
+static int uri_pin_goes_to(struct p11b_prov *prov, const struct p11b_uri *uri,
+                           struct p11b_slot *s, size_t *out_n)
+{
+    return uri == NULL || sole_login_token(prov, uri, s, out_n);
+}
+
+static int config_pin_goes_to(struct p11b_prov *prov, struct p11b_slot *s,
+                              size_t *out_n)
+{
+    int hit;
+
+    if (prov->cfg.pin == NULL)
+        return 0;
+    if (prov->cfg.pin_token == NULL)
+        return sole_login_token(prov, NULL, s, out_n);
+    P11B_QUIET(hit = slot_matches(s, prov->cfg.pin_token));
+    return hit;
+}
+
 struct pin_choice {
     unsigned char *pin; /* owned, wiped */
     size_t len;
     int cache;
     const char *source;
+    char withheld[160]; /* why a PIN at hand did not go to this token */
 };
+
+static void withhold(struct pin_choice *pc, const char *what, size_t n,
+                     const char *how)
+{
+    if (pc->withheld[0] == '\0')
+        snprintf(pc->withheld, sizeof(pc->withheld),
+                 "; %s goes to one token only, and %zu want a login: %s",
+                 what, n, how);
+}
 
 static int choose_pin(struct p11b_prov *prov, struct p11b_slot *s,
                       const struct p11b_uri *uri, struct pin_choice *pc)
 {
+    size_t n = 0;
+    int uri_pin = uri != NULL &&
+                  (uri->pin_value.present || uri->pin_source.present);
+
     pc->cache = prov->cfg.cache_pins;
-    if (uri != NULL && uri->pin_value.present) {
+    if (uri_pin && !uri_pin_goes_to(prov, uri, s, &n)) {
+        withhold(pc, "the URI's PIN", n, "name the token in the URI (token=)");
+        uri_pin = 0;
+    }
+    if (uri_pin && uri->pin_value.present) {
         pc->source = "the URI's pin-value";
         pc->pin = OPENSSL_memdup(uri->pin_value.data, uri->pin_value.len + 1);
         pc->len = uri->pin_value.len;
         return pc->pin != NULL;
     }
-    if (uri != NULL && uri->pin_source.present) {
+    if (uri_pin && uri->pin_source.present) {
         const char *src = (const char *)uri->pin_source.data;
         char path[4096];
 
@@ -181,14 +262,18 @@ static int choose_pin(struct p11b_prov *prov, struct p11b_slot *s,
         return p11b_config_read_pin(prov, "pin-source", path, &pc->pin,
                                     &pc->len);
     }
-    if (prov->cfg.pin != NULL) {
+    n = 0;
+    if (prov->cfg.pin != NULL && !config_pin_goes_to(prov, s, &n)) {
+        if (prov->cfg.pin_token == NULL)
+            withhold(pc, "the configured PIN", n,
+                     "name its token in " P11B_CFG_TOKEN_PIN_TOKEN);
+    } else if (prov->cfg.pin != NULL) {
         pc->source = "the configured PIN";
         pc->pin = OPENSSL_memdup(prov->cfg.pin, prov->cfg.pin_len + 1);
         pc->len = prov->cfg.pin_len;
         pc->cache = 0; /* always at hand */
         return pc->pin != NULL;
     }
-    (void)s;
     return 1;
 }
 
@@ -204,12 +289,18 @@ static int report_login(struct p11b_prov *prov, struct p11b_slot *s, CK_RV rv,
     return 0;
 }
 
+/* The prompt: OpenSSL may replay its answer for every token (OSSL_STORE
+ * caches the passphrase), so it is asked only for a token the URI selects
+ * alone. `why` says why no other PIN went to the token. */
 static int login_with_callback(struct p11b_prov *prov, struct p11b_slot *s,
-                               OSSL_PASSPHRASE_CALLBACK *cb, void *cbarg)
+                               const struct p11b_uri *uri,
+                               OSSL_PASSPHRASE_CALLBACK *cb, void *cbarg,
+                               const char *why)
 {
-    struct pin_choice pc = { NULL, 0, 1, "the application's PIN prompt" };
+    struct pin_choice pc = { NULL, 0, 1, "the application's PIN prompt", "" };
     CK_TOKEN_INFO ti;
     char label[40];
+    size_t n = 0;
     CK_RV rv;
 
     /* A locked token, or one at its final try, is refused before anyone
@@ -228,12 +319,17 @@ static int login_with_callback(struct p11b_prov *prov, struct p11b_slot *s,
         P11B_QUIET(rv = p11b_slot_login(s, NULL, 0, 0));
         return rv == CKR_OK ? 1 : report_login(prov, s, rv, "the PIN pad");
     }
+    if (cb != NULL && !uri_pin_goes_to(prov, uri, s, &n)) {
+        withhold(&pc, "the prompt", n, "name the token in the URI (token=)");
+        cb = NULL;
+    }
     if (cb == NULL || !pin_from_callback(s, cb, cbarg, &pc.pin, &pc.len)) {
         label_of(s, label, sizeof(label));
         P11B_RAISE(prov, P11B_R_PIN_MISSING,
                    "token '%s' (slot %lu) needs a login: give a PIN in the "
-                   "URI, in %s, or at the prompt",
-                   label, s->id, P11B_CFG_TOKEN_PIN);
+                   "URI, in %s, or at the prompt%s",
+                   label, s->id, P11B_CFG_TOKEN_PIN,
+                   why[0] != '\0' ? why : pc.withheld);
         return 0;
     }
     /* A prompted PIN is kept: forked children cannot ask again. */
@@ -249,7 +345,7 @@ int p11b_prov_context_login(struct p11b_prov *prov, struct p11b_session *sess)
     const char *source = "the configured PIN";
     CK_RV rv;
 
-    if (prov->cfg.pin != NULL) {
+    if (config_pin_goes_to(prov, sess->slot, NULL)) {
         pin = OPENSSL_memdup(prov->cfg.pin, prov->cfg.pin_len + 1);
         len = prov->cfg.pin_len;
     } else if (p11b_slot_get1_cached_pin(sess->slot, &pin, &len) != CKR_OK) {
@@ -273,15 +369,16 @@ int p11b_prov_pin_at_hand(struct p11b_prov *prov, struct p11b_slot *s,
                           const struct p11b_uri *uri)
 {
     return (uri != NULL &&
-            (uri->pin_value.present || uri->pin_source.present)) ||
-           prov->cfg.pin != NULL || p11b_slot_has_cached_pin(s);
+            (uri->pin_value.present || uri->pin_source.present) &&
+            uri_pin_goes_to(prov, uri, s, NULL)) ||
+           config_pin_goes_to(prov, s, NULL) || p11b_slot_has_cached_pin(s);
 }
 
 int p11b_prov_login(struct p11b_prov *prov, struct p11b_slot *s,
                     const struct p11b_uri *uri, OSSL_PASSPHRASE_CALLBACK *cb,
                     void *cbarg)
 {
-    struct pin_choice pc = { NULL, 0, 0, NULL };
+    struct pin_choice pc = { NULL, 0, 0, NULL, "" };
     CK_RV rv;
 
     if (p11b_slot_is_logged_in(s))
@@ -300,7 +397,7 @@ int p11b_prov_login(struct p11b_prov *prov, struct p11b_slot *s,
         if (rv != CKR_USER_NOT_LOGGED_IN)
             return report_login(prov, s, rv, "the cached PIN");
     }
-    return login_with_callback(prov, s, cb, cbarg);
+    return login_with_callback(prov, s, uri, cb, cbarg, pc.withheld);
 }
 
 /* ---- provider entry points ------------------------------------------ */

@@ -27,6 +27,8 @@ struct p11b_uri;
 #define P11B_CFG_MODULE_PATH "pkcs11-module-path"
 #define P11B_CFG_INIT_ARGS "pkcs11-module-init-args"
 #define P11B_CFG_TOKEN_PIN "pkcs11-module-token-pin"
+/* The token(s) the configured PIN goes to: a label or a pkcs11: URI. */
+#define P11B_CFG_TOKEN_PIN_TOKEN "pkcs11-module-token-pin-token"
 #define P11B_CFG_LOAD_BEHAVIOR "pkcs11-module-load-behavior"
 #define P11B_CFG_LOGIN_BEHAVIOR "pkcs11-module-login-behavior"
 #define P11B_CFG_CACHE_PINS "pkcs11-module-cache-pins"
@@ -60,6 +62,7 @@ struct p11b_config {
     char *init_args;
     unsigned char *pin;      /* config PIN (file: already read); wiped */
     size_t pin_len;
+    struct p11b_uri *pin_token; /* the tokens the PIN goes to, or NULL  */
     int load_early;
     enum p11b_login_behavior login;
     int cache_pins;
@@ -100,8 +103,10 @@ int p11b_prov_match_slots(struct p11b_prov *prov, const struct p11b_uri *uri,
                           struct p11b_slot ***out, size_t *out_n);
 
 /* Log in to the slot if not logged in yet. PIN sources in order: the URI's
- * pin-value, its pin-source, the config, the cached PIN, the callback.
- * Raises and returns 0 on failure. */
+ * pin-value, its pin-source, the config, the cached PIN, the callback;
+ * each only when it is meant for this token (provider.c says which).
+ * Raises and returns 0 on failure (P11B_R_PIN_MISSING when no PIN goes to
+ * the token). */
 int p11b_prov_login(struct p11b_prov *prov, struct p11b_slot *slot,
                     const struct p11b_uri *uri, OSSL_PASSPHRASE_CALLBACK *cb,
                     void *cbarg);

@@ -54,6 +54,8 @@ struct store_ctx {
 
     int searched;
     int failed;
+    size_t nslots;      /* tokens the URI selects                       */
+    size_t no_pin;      /* of which searched without login: no PIN      */
     struct store_item *items;
     size_t nitems, cap, next;
 };
@@ -643,10 +645,12 @@ static int search_one_slot(struct store_ctx *ctx, struct p11b_slot *slot,
     got_some = ctx->nitems > before;
     ERR_set_mark();
     if (!p11b_prov_login(ctx->prov, slot, ctx->uri, cb, cbarg)) {
-        /* Listing a token without its PIN: show what is public. */
-        if (got_some && ERR_GET_REASON(ERR_peek_last_error()) ==
-                            P11B_R_PIN_MISSING) {
+        /* Listing a token without its PIN: show what is public. Of several
+         * tokens, one that no PIN goes to adds what it shows. */
+        if ((got_some || ctx->nslots > 1) &&
+            ERR_GET_REASON(ERR_peek_last_error()) == P11B_R_PIN_MISSING) {
             ERR_pop_to_mark();
+            ctx->no_pin++;
             return 1;
         }
         ERR_clear_last_mark();
@@ -668,6 +672,7 @@ static int do_search(struct store_ctx *ctx, OSSL_PASSPHRASE_CALLBACK *cb,
 
     if (!p11b_prov_match_slots(ctx->prov, ctx->uri, &slots, &nslots))
         return 0;
+    ctx->nslots = nslots;
     for (i = 0; ok && want != 0 && i < nslots; i++) {
         ok = search_one_slot(ctx, slots[i], want, cb, cbarg);
         /* A token that went away does not hide the others' objects. */
@@ -676,7 +681,14 @@ static int do_search(struct store_ctx *ctx, OSSL_PASSPHRASE_CALLBACK *cb,
             ok = 1;
     }
     free(slots);
-    if (ok && ctx->nitems == 0) {
+    if (ok && ctx->nitems == 0 && ctx->no_pin > 0) {
+        P11B_RAISE(ctx->prov, P11B_R_PIN_MISSING,
+                   "%zu of the %zu tokens the URI selects were searched "
+                   "without a login: no PIN goes to them when the URI does "
+                   "not name one token (token=) or %s does not name them",
+                   ctx->no_pin, nslots, P11B_CFG_TOKEN_PIN_TOKEN);
+        ok = 0;
+    } else if (ok && ctx->nitems == 0) {
         u = p11b_uri_format(ctx->uri, P11B_URI_FMT_NO_QUERY);
         P11B_RAISE(ctx->prov, P11B_R_URI_NO_MATCH, "%s%s",
                    u != NULL ? u : "pkcs11:",
