@@ -148,3 +148,21 @@ def run_steps_with(rig, token, steps, control):
                        "--uri", token.uri(EC, "private"), *steps, ok=False)
     assert doc is not None, u.describe(p)
     return doc["steps"]
+
+
+def test_i11_01_one_session_token_survives_a_failed_operation(token,
+                                                              fault_rig):
+    """On a token that allows one session, the session closed after a
+    failure is the one that held the login: the token logs us out with it,
+    and the next operation logs in again instead of failing."""
+    rig = fault_rig(token, control="max-sessions 1\n")
+    steps = run_steps_with(rig, token, ["sign", "sign@1", "decrypt", "sign"],
+                           "max-sessions 1\nfail-active C_Sign "
+                           "CKR_FUNCTION_FAILED 1")
+    assert_steps(token, steps, failed={0})
+    calls = rig.calls()
+    assert not [c for c in calls if c[2] in (OPERATION_ACTIVE, 0xB1)], \
+        "a call met a busy session or the session count"
+    # no call had to find out about the lost login the hard way
+    assert not [c for c in calls if c[1] != "C_Login" and c[2] == 0x101]
+    assert u.rvs_of(calls, "C_Login") == [0, 0]

@@ -180,20 +180,36 @@ static int keep_idle(struct p11b_slot *s, CK_SESSION_HANDLE h)
     return 1;
 }
 
-void p11b_session_discard(struct p11b_session *sess)
+/* Close one of our sessions, then count it out: the count drops only once
+ * the token has really closed it, so a thread waiting at the token's
+ * session bound never opens one too many. When it was the last of the
+ * generation, the token ended our login with it (on a token that allows
+ * one session, that is the one that logged in). */
+static void close_counted(struct p11b_slot *s, const struct p11b_session *sess)
 {
-    struct p11b_slot *s = sess->slot;
     CK_RV rv;
 
-    if (s == NULL)
-        return;
+    if (!p11b_module_exiting()) {
+        rv = s->mod->fns->C_CloseSession(sess->h);
+        P11B_LOG(2, "C_CloseSession(slot %lu) -> %s", s->id, p11b_rv_name(rv));
+    }
     pthread_mutex_lock(&s->lock);
-    if (sess->gen == s->gen && s->nopen > 0)
+    if (sess->gen == s->gen && s->nopen > 0) {
         s->nopen--;
-    pthread_cond_signal(&s->cond);
+        if (s->nopen == 0)
+            p11b_slot_last_session_closed(s);
+    }
+    /* Broadcast: threads waiting for a login wait on the same condition,
+     * and a signal could wake one of them instead of a session waiter. */
+    pthread_cond_broadcast(&s->cond);
     pthread_mutex_unlock(&s->lock);
-    rv = s->mod->fns->C_CloseSession(sess->h);
-    P11B_LOG(2, "C_CloseSession(slot %lu) -> %s", s->id, p11b_rv_name(rv));
+}
+
+void p11b_session_discard(struct p11b_session *sess)
+{
+    if (sess->slot == NULL)
+        return;
+    close_counted(sess->slot, sess);
     sess->slot = NULL;
 }
 
@@ -217,7 +233,7 @@ void p11b_session_release(struct p11b_session *sess)
 void p11b_session_release_rv(struct p11b_session *sess, CK_RV rv)
 {
     struct p11b_slot *s = sess->slot;
-    int close_it = 0;
+    int close_it = 0, counted = 0;
 
     if (s == NULL)
         return;
@@ -234,18 +250,18 @@ void p11b_session_release_rv(struct p11b_session *sess, CK_RV rv)
          * session (CKR_BUFFER_TOO_SMALL leaves it so by the standard, some
          * tokens after any error): a pooled session must be clean, so it
          * is closed, never kept. */
-        if (rv != CKR_OK || !keep_idle(s, sess->h)) {
-            close_it = 1;
-            s->nopen--;
-        }
-        pthread_cond_signal(&s->cond);
+        counted = rv != CKR_OK || !keep_idle(s, sess->h);
+        if (!counted)
+            pthread_cond_broadcast(&s->cond); /* see close_counted */
     } else {
         /* Of an older generation: close it (it may still be open on the
          * token), unless it is the parent's, across a fork. */
         close_it = sess->fork_gen == p11b_fork_generation();
     }
     pthread_mutex_unlock(&s->lock);
-    if (close_it && !p11b_module_exiting()) {
+    if (counted) {
+        close_counted(s, sess);
+    } else if (close_it && !p11b_module_exiting()) {
         rv = s->mod->fns->C_CloseSession(sess->h);
         P11B_LOG(2, "C_CloseSession(slot %lu) -> %s", s->id, p11b_rv_name(rv));
     }

@@ -121,6 +121,15 @@ static void forget_state(struct p11b_slot *s)
     p11b_objcache_clear(s->cache);
 }
 
+void p11b_slot_last_session_closed(struct p11b_slot *s)
+{
+    /* PKCS#11: a login lasts while the application has a session open.
+     * Private objects may come back with new handles at the next login
+     * (SoftHSM's do): what we knew of them goes with the generation. */
+    if (s->logged_in)
+        forget_state(s);
+}
+
 /* Close sessions we stop using. Some may already be gone (that is why we
  * stop): the calls then just fail. A token that caps its sessions would
  * otherwise run out of them after a few recoveries. */

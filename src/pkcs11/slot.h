@@ -121,6 +121,10 @@ CK_RV p11b_slot_object_session(struct p11b_slot *slot, CK_SESSION_HANDLE *out,
 int p11b_slot_ecdh_der(struct p11b_slot *slot);
 void p11b_slot_set_ecdh_der(struct p11b_slot *slot, int der);
 
+/* locked: slot->lock. Our last session of the current generation is
+ * being closed: the token ends the login with it. */
+void p11b_slot_last_session_closed(struct p11b_slot *slot);
+
 /* The token said our login is gone (CKR_USER_NOT_LOGGED_IN). */
 void p11b_slot_forget_login(struct p11b_slot *slot);
 
