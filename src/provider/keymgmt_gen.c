@@ -194,6 +194,26 @@ static unsigned int default_usage(enum p11b_key_family f)
     return USAGE_SIGN;
 }
 
+/* A curve by NIST name ("P-256"), short or long name, or dotted OID.
+ * The lookups that cannot fail noisily come first: OBJ_txt2nid queues
+ * "unknown object name" for a NIST name, and a key generation that
+ * succeeds must leave the caller's error queue as it found it. */
+static int curve_nid(const char *name)
+{
+    int nid = EC_curve_nist2nid(name);
+
+    if (nid == NID_undef)
+        nid = OBJ_sn2nid(name);
+    if (nid == NID_undef)
+        nid = OBJ_ln2nid(name);
+    if (nid == NID_undef) {
+        ERR_set_mark();
+        nid = OBJ_txt2nid(name);
+        ERR_pop_to_mark();
+    }
+    return nid;
+}
+
 /* DER of the curve's OID for CKA_EC_PARAMS. */
 static int curve_params(struct p11b_gen_ctx *g, struct gen_tmpl *t,
                         CK_ULONG *len)
@@ -207,9 +227,7 @@ static int curve_params(struct p11b_gen_ctx *g, struct gen_tmpl *t,
     else if (g->family == P11B_FAMILY_ED448)
         nid = NID_ED448;
     else
-        nid = OBJ_txt2nid(g->group);
-    if (nid == NID_undef)
-        nid = EC_curve_nist2nid(g->group);
+        nid = curve_nid(g->group);
     oid = OBJ_nid2obj(nid);
     if (nid == NID_undef || oid == NULL || i2d_ASN1_OBJECT(oid, NULL) <= 0 ||
         i2d_ASN1_OBJECT(oid, NULL) > (int)sizeof(t->params)) {
