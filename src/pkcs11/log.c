@@ -8,6 +8,13 @@
  * level 1 on stderr, with one line saying so (the value itself is never
  * repeated: it is the user's, and may hold anything).
  *
+ * The file is the user's own: it is opened without following a symbolic
+ * link (O_NOFOLLOW), created 0600, and refused when it is not a regular
+ * file or belongs to another user (a log in a shared directory such as
+ * /tmp must not become a way to append to someone else's file). A refused
+ * file gets one line on stderr saying why, and logging stays off; the
+ * provider works as usual.
+ *
  * Each line is formatted into one buffer of at most P11B_LOG_LINE_MAX bytes
  * and written with one write() to a descriptor opened with O_APPEND, so lines
  * from threads and from forked children never interleave. A child keeps the
@@ -130,21 +137,40 @@ static int log_parse(const char *value, struct log_conf *conf)
     }
 }
 
+/* Why an opened file is not ours to write to, or NULL when it is. */
+static const char *log_refusal(const struct stat *st)
+{
+    if (!S_ISREG(st->st_mode))
+        return "it is not a regular file";
+    if (st->st_uid != geteuid())
+        return "it belongs to another user";
+    return NULL;
+}
+
 /*
  * Our file, append-only, not inherited across exec. Kept off 0-2: a daemon
  * that later points its stdio at /dev/null must not take our log with it.
+ * -1 with errno on failure; -1 with *refused set for a file we will not
+ * write to (see the top). O_NONBLOCK: opening a FIFO must not hang.
  */
-static int log_open(const char *path)
+static int log_open(const char *path, const char **refused)
 {
     struct stat st;
     int fd;
     int high;
     int err;
 
+    *refused = NULL;
     do {
-        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY,
+        fd = open(path,
+                  O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY |
+                      O_NOFOLLOW | O_NONBLOCK,
                   0600);
     } while (fd < 0 && errno == EINTR);
+    if (fd < 0 && errno == ELOOP) {
+        *refused = "it is a symbolic link";
+        return -1;
+    }
     if (fd < 0)
         return -1;
     if (fd <= STDERR_FILENO) {
@@ -163,6 +189,11 @@ static int log_open(const char *path)
         errno = err;
         return -1;
     }
+    *refused = log_refusal(&st);
+    if (*refused != NULL) {
+        close(fd);
+        return -1;
+    }
     gl_log.dev = st.st_dev;
     gl_log.ino = st.st_ino;
     gl_log.check_file = 1;
@@ -176,6 +207,7 @@ static void log_init(void)
     struct log_conf conf;
     char errbuf[128];
     const char *open_error = NULL;
+    const char *refused = NULL;
     int understood;
     int fd;
 
@@ -189,11 +221,22 @@ static void log_init(void)
         conf.level = 1;
     }
     if (conf.level > 0 && conf.path[0] != '\0') {
-        fd = log_open(conf.path);
+        fd = log_open(conf.path, &refused);
         if (fd >= 0)
             gl_log.fd = fd;
-        else
+        else if (refused == NULL)
             open_error = strerror_r(errno, errbuf, sizeof(errbuf));
+    }
+    if (refused != NULL) {
+        /* Not the file, and not stderr instead: the user asked for a
+         * file, and a process that writes the log somewhere else
+         * unasked (a daemon's stderr) would be no better. */
+        log_line(1, __FILE__, __LINE__, __func__,
+                 "not writing to the " P11B_LOG_ENV " file: %s; "
+                 "logging is off",
+                 refused);
+        atomic_store_explicit(&gl_log.level, 0, memory_order_release);
+        return;
     }
     atomic_store_explicit(&gl_log.level, conf.level, memory_order_release);
 
