@@ -126,17 +126,20 @@ static int urid_decode(void *vctx, OSSL_CORE_BIO *cin, int selection,
     unsigned char *der;
     char *uri = NULL;
     size_t len = 0;
-    int type = OSSL_OBJECT_PKEY, ok = 1, found;
+    int type = OSSL_OBJECT_PKEY, ok = 1, found, want;
 
     der = read_all(ctx->prov, cin, &len);
     found = der != NULL && p11b_uri_der_decode(der, len, &uri);
     OPENSSL_free(der);
     if (!found)
         return 1; /* not ours: another decoder may take it */
-    if (!p11b_store_load_key(ctx->prov, uri,
-                             (selection & OSSL_KEYMGMT_SELECT_PRIVATE_KEY) ||
-                                 selection == 0,
-                             pw_cb, pw_cbarg, &key)) {
+    /* Selection 0 (OSSL_STORE's file: loader, `openssl storeutl`) asks
+     * for whatever the file holds: the URI may name a public key. */
+    want = selection == 0 ? P11B_STORE_WANT_ANY
+           : (selection & OSSL_KEYMGMT_SELECT_PRIVATE_KEY)
+               ? P11B_STORE_WANT_PRIVATE
+               : P11B_STORE_WANT_PUBLIC;
+    if (!p11b_store_load_key(ctx->prov, uri, want, pw_cb, pw_cbarg, &key)) {
         OPENSSL_free(uri);
         return 0;
     }

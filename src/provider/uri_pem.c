@@ -63,31 +63,33 @@ int p11b_uri_der_encode(const char *desc, const char *uri, unsigned char **out,
     return 1;
 }
 
+/* Length octets of the long form we take: BER lets a writer use more
+ * than the minimum (other tools write 0x82 00 2a, or always four). */
+#define LEN_OCTETS_MAX 4
+
 /* One TLV with the expected tag; its content, and where the next starts.
- * Definite, minimal lengths only. */
+ * Definite lengths only, short or long form (BER: leading zero octets
+ * allowed), never past the end of the input. */
 static int get_tlv(const unsigned char **p, const unsigned char *end,
                    unsigned char tag, const unsigned char **content,
                    size_t *clen)
 {
     const unsigned char *q = *p;
-    size_t len;
+    size_t len, n, i;
 
     if (end - q < 2 || q[0] != tag)
         return 0;
     len = q[1];
     q += 2;
-    if (len == 0x81) {
-        if (end - q < 1 || q[0] < 0x80)
+    if (len >= 0x80) {
+        n = len & 0x7f;
+        /* 0x80: indefinite (BER only, not for this format); 0xff is
+         * reserved; more octets than any length we could hold. */
+        if (n == 0 || n > LEN_OCTETS_MAX || (size_t)(end - q) < n)
             return 0;
-        len = q[0];
-        q += 1;
-    } else if (len == 0x82) {
-        if (end - q < 2 || q[0] == 0)
-            return 0;
-        len = ((size_t)q[0] << 8) | q[1];
-        q += 2;
-    } else if (len >= 0x80) {
-        return 0;
+        for (len = 0, i = 0; i < n; i++)
+            len = (len << 8) | q[i];
+        q += n;
     }
     if ((size_t)(end - q) < len)
         return 0;

@@ -777,9 +777,22 @@ static int store_close(void *vctx)
     return 1;
 }
 
-int p11b_store_load_key(struct p11b_prov *prov, const char *uri,
-                        int want_private, OSSL_PASSPHRASE_CALLBACK *pw_cb,
-                        void *pw_cbarg, struct p11b_key **out)
+/* The first item holding a key of the kind wanted, or nitems. */
+static size_t first_key(const struct store_ctx *ctx, int private_only)
+{
+    size_t i;
+
+    for (i = 0; i < ctx->nitems; i++) {
+        if (ctx->items[i].key != NULL &&
+            (!private_only || ctx->items[i].key->priv != NULL))
+            break;
+    }
+    return i;
+}
+
+int p11b_store_load_key(struct p11b_prov *prov, const char *uri, int want,
+                        OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_cbarg,
+                        struct p11b_key **out)
 {
     struct store_ctx *ctx = store_open(prov, uri);
     size_t i;
@@ -787,21 +800,22 @@ int p11b_store_load_key(struct p11b_prov *prov, const char *uri,
 
     if (ctx == NULL)
         return 0;
-    ctx->expect = want_private ? OSSL_STORE_INFO_PKEY : OSSL_STORE_INFO_PUBKEY;
+    /* Any: the URI's type= decides, and a private key comes first. */
+    ctx->expect = want == P11B_STORE_WANT_PRIVATE ? OSSL_STORE_INFO_PKEY
+                  : want == P11B_STORE_WANT_PUBLIC ? OSSL_STORE_INFO_PUBKEY
+                                                   : 0;
     ctx->searched = 1;
     ok = do_search(ctx, pw_cb, pw_cbarg);
-    for (i = 0; ok && i < ctx->nitems; i++) {
-        if (ctx->items[i].key != NULL &&
-            (!want_private || ctx->items[i].key->priv != NULL)) {
-            *out = p11b_key_up_ref(ctx->items[i].key);
-            break;
-        }
-    }
+    i = ok ? first_key(ctx, want != P11B_STORE_WANT_PUBLIC) : 0;
+    if (ok && i == ctx->nitems && want == P11B_STORE_WANT_ANY)
+        i = first_key(ctx, 0);
     if (ok && i == ctx->nitems) {
         P11B_RAISE(prov, P11B_R_URI_NO_MATCH, "no %s key at the URI",
-                   want_private ? "private" : "public");
+                   want == P11B_STORE_WANT_PRIVATE ? "private" : "public");
         ok = 0;
     }
+    if (ok)
+        *out = p11b_key_up_ref(ctx->items[i].key);
     store_close(ctx);
     return ok;
 }

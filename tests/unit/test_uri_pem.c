@@ -1,6 +1,6 @@
 /*
- * The PEM-wrapped URI: DER round trips, malformed DER refused, the block
- * found among other PEM blocks.
+ * The PEM-wrapped URI: DER round trips, BER long-form lengths taken,
+ * malformed DER refused, the block found among other PEM blocks.
  */
 #include <stdio.h>
 #include <string.h>
@@ -44,6 +44,50 @@ static void round_trip(const char *uri)
     OPENSSL_free(back);
 }
 
+/* BER long-form lengths other tools write: accepted, the URI is "p". */
+struct good {
+    const char *what;
+    unsigned char der[32];
+    size_t len;
+};
+
+static const struct good ber_der[] = {
+    { "non-minimal one-octet length",
+      { 0x30, 0x81, 0x05, 0x1a, 0x00, 0x0c, 0x01, 0x70 }, 8 },
+    { "two-octet length with a leading zero",
+      { 0x30, 0x82, 0x00, 0x05, 0x1a, 0x00, 0x0c, 0x01, 0x70 }, 9 },
+    { "four-octet lengths everywhere",
+      { 0x30, 0x84, 0x00, 0x00, 0x00, 0x0a, 0x1a, 0x84, 0x00, 0x00, 0x00,
+        0x00, 0x0c, 0x81, 0x01, 0x70 }, 16 },
+    { "three-octet inner lengths",
+      { 0x30, 0x0b, 0x1a, 0x83, 0x00, 0x00, 0x00, 0x0c, 0x83, 0x00, 0x00,
+        0x01, 0x70 }, 13 },
+};
+
+static void ber_accepted(const struct good *g)
+{
+    unsigned char buf[40];
+    char *uri = NULL;
+    size_t n;
+
+    check(p11b_uri_der_decode(g->der, g->len, &uri) && uri != NULL &&
+              strcmp(uri, "p") == 0,
+          g->what);
+    OPENSSL_free(uri);
+    /* ... and still every truncation and a trailing byte refused. */
+    for (n = 0; n < g->len; n++) {
+        uri = NULL;
+        check(!p11b_uri_der_decode(g->der, n, &uri), "truncated BER refused");
+        OPENSSL_free(uri);
+    }
+    memcpy(buf, g->der, g->len);
+    buf[g->len] = 0x00;
+    uri = NULL;
+    check(!p11b_uri_der_decode(buf, g->len + 1, &uri),
+          "BER with a trailing byte refused");
+    OPENSSL_free(uri);
+}
+
 struct bad {
     const char *what;
     unsigned char der[16];
@@ -57,8 +101,17 @@ static const struct bad bad_der[] = {
     { "uri with NUL", { 0x30, 0x05, 0x1a, 0x00, 0x0c, 0x01, 0x00 }, 7 },
     { "trailing byte", { 0x30, 0x05, 0x1a, 0x00, 0x0c, 0x01, 0x70, 0x00 }, 8 },
     { "indefinite length", { 0x30, 0x80, 0x1a, 0x00, 0x0c, 0x01, 0x70 }, 7 },
-    { "non-minimal length", { 0x30, 0x81, 0x05, 0x1a, 0x00, 0x0c, 0x01, 0x70 },
-      8 },
+    { "long form with no length octets", { 0x30, 0x80 }, 2 },
+    { "reserved length 0xff", { 0x30, 0xff, 0x1a, 0x00, 0x0c, 0x01, 0x70 }, 7 },
+    { "five length octets",
+      { 0x30, 0x85, 0, 0, 0, 0, 0x05, 0x1a, 0x00, 0x0c, 0x01, 0x70 }, 12 },
+    { "length octets cut short", { 0x30, 0x82, 0x00 }, 3 },
+    { "long form past the end",
+      { 0x30, 0x84, 0x00, 0x00, 0x01, 0x00, 0x1a, 0x00, 0x0c, 0x01, 0x70 },
+      11 },
+    { "huge long form", { 0x30, 0x84, 0xff, 0xff, 0xff, 0xff, 0x1a }, 7 },
+    { "long form inner string past the SEQUENCE",
+      { 0x30, 0x06, 0x1a, 0x00, 0x0c, 0x82, 0x00, 0x02, 0x70 }, 9 },
     { "length past the end", { 0x30, 0x05, 0x1a, 0x00, 0x0c, 0x09, 0x70 }, 7 },
     { "wrong string tags", { 0x30, 0x05, 0x0c, 0x00, 0x1a, 0x01, 0x70 }, 7 },
     { "missing uri", { 0x30, 0x02, 0x1a, 0x00 }, 4 },
@@ -91,6 +144,8 @@ int main(void)
         memcpy(big, "pkcs11:object=", 14);
         round_trip(big); /* two-byte DER lengths */
     }
+    for (i = 0; i < sizeof(ber_der) / sizeof(ber_der[0]); i++)
+        ber_accepted(&ber_der[i]);
     for (i = 0; i < sizeof(bad_der) / sizeof(bad_der[0]); i++) {
         uri = NULL;
         check(!p11b_uri_der_decode(bad_der[i].der, bad_der[i].len, &uri),
