@@ -100,9 +100,8 @@ static int module_named_ok(struct store_ctx *ctx)
     return 1;
 }
 
-static void *store_open(void *provctx, const char *uristr)
+static struct store_ctx *open_uri(struct p11b_prov *prov, const char *uristr)
 {
-    struct p11b_prov *prov = provctx;
     struct p11b_uri_error uerr;
     struct store_ctx *ctx;
     enum p11b_uri_status st;
@@ -130,6 +129,26 @@ static void *store_open(void *provctx, const char *uristr)
         return NULL;
     }
     return ctx;
+}
+
+/*
+ * OSSL_STORE_open_ex sets an error mark, then offers the string to each
+ * loader in turn, the file: loader first: by the time we are called, the
+ * queue holds its "calling stat(<the whole string>)", pin-value and all,
+ * and an application prints the queue when we refuse the URI too (a
+ * malformed URI, a module-path that is not ours). So drop what the other
+ * loaders queued, back to that mark, before we decide: OSSL_STORE_open_ex
+ * drops it anyway when we succeed, and those errors only ever say that a
+ * pkcs11: URI is no file name. The mark is set again for
+ * OSSL_STORE_open_ex to clear, so no caller's mark is taken (OpenSSL 3.0
+ * to 3.6 all work this way). A queue that was empty had no mark: it is
+ * emptied.
+ */
+static void *store_open(void *provctx, const char *uristr)
+{
+    if (ERR_pop_to_mark())
+        ERR_set_mark();
+    return open_uri(provctx, uristr);
 }
 
 /* ---- search criteria ------------------------------------------------- */
@@ -794,7 +813,7 @@ int p11b_store_load_key(struct p11b_prov *prov, const char *uri, int want,
                         OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_cbarg,
                         struct p11b_key **out)
 {
-    struct store_ctx *ctx = store_open(prov, uri);
+    struct store_ctx *ctx = open_uri(prov, uri);
     size_t i;
     int ok;
 
