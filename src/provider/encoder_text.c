@@ -48,7 +48,8 @@ static int text_encode(void *ctx, OSSL_CORE_BIO *cout, const void *obj_raw,
 
     (void)cb;
     (void)cbarg;
-    if (key == NULL || obj_abstract != NULL || key->pub_pkey == NULL)
+    if (key == NULL || obj_abstract != NULL || key->pub_pkey == NULL ||
+        !p11b_key_unambiguous(key))
         return 0;
     out = BIO_new_from_core_bio(prov->libctx, cout);
     if (out == NULL)

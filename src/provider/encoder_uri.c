@@ -51,7 +51,8 @@ static int urie_encode(void *ctx, OSSL_CORE_BIO *cout, const void *obj_raw,
     (void)cb;
     (void)cbarg;
     if (key == NULL || obj_abstract != NULL || key->priv == NULL ||
-        key->uri == NULL || !(selection & OSSL_KEYMGMT_SELECT_PRIVATE_KEY))
+        key->uri == NULL || !(selection & OSSL_KEYMGMT_SELECT_PRIVATE_KEY) ||
+        !p11b_key_unambiguous(key))
         return 0;
     out = BIO_new_from_core_bio(prov->libctx, cout);
     ok = out != NULL &&

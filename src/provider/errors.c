@@ -41,6 +41,7 @@ static const OSSL_ITEM reasons[] = {
     { P11B_R_FIND, "object search failed" },
     { P11B_R_INTERNAL, "internal error" },
     { P11B_R_BAD_INPUT, "input does not fit the operation" },
+    { P11B_R_URI_AMBIGUOUS, "the pkcs11 URI matches several keys" },
     { 0, NULL },
 };
 

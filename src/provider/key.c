@@ -501,6 +501,20 @@ static CK_OBJECT_HANDLE op_handle(struct p11b_key *key, struct p11b_obj *o)
     return h;
 }
 
+int p11b_key_unambiguous(const struct p11b_key *key)
+{
+    size_t n = atomic_load((atomic_size_t *)&key->ambiguous);
+
+    if (n == 0)
+        return 1;
+    P11B_RAISE(key->prov, P11B_R_URI_AMBIGUOUS,
+               "the URI matches %zu keys and this one was taken without "
+               "looking at the others: add id= (or object=, token=) to name "
+               "one; openssl storeutl lists them",
+               n);
+    return 0;
+}
+
 int p11b_key_op_begin(struct p11b_key *key, struct p11b_op *op)
 {
     struct p11b_obj *o = NULL;
@@ -508,6 +522,8 @@ int p11b_key_op_begin(struct p11b_key *key, struct p11b_op *op)
 
     memset(op, 0, sizeof(*op));
     op->key = key;
+    if (!p11b_key_unambiguous(key))
+        return 0;
     if (key->priv == NULL) {
         P11B_RAISE(key->prov, P11B_R_UNSUPPORTED_KEY,
                    "%s: not a private key on a token",

@@ -46,6 +46,10 @@ struct p11b_key {
     struct p11b_obj *pub;   /* the token's public object, if any      */
     EVP_PKEY *pub_pkey;     /* public half, in a software provider    */
     char *uri;              /* canonical URI of the token object      */
+    /* Set when the key was taken as the first of several the URI
+     * matched (store.c, at close): the key then refuses to be used, and
+     * this is how many keys matched. */
+    atomic_size_t ambiguous;
 };
 
 /*
@@ -97,6 +101,8 @@ struct p11b_op {
     CK_FUNCTION_LIST *f;
 };
 
+/* 1 when the key may be used; else raises the ambiguity error, 0. */
+int p11b_key_unambiguous(const struct p11b_key *key);
 int p11b_key_op_begin(struct p11b_key *key, struct p11b_op *op);
 /* After C_*Init: the CKU_CONTEXT_SPECIFIC login that keys with
  * CKA_ALWAYS_AUTHENTICATE require before each operation. */

@@ -57,7 +57,7 @@ int p11b_km_get_params(void *keydata, OSSL_PARAM params[])
 {
     struct p11b_key *key = keydata;
 
-    if (key == NULL || key->pub_pkey == NULL)
+    if (key == NULL || key->pub_pkey == NULL || !p11b_key_unambiguous(key))
         return 0;
     /* bits, security-bits, max-size, default digest, group, n, e, pub:
      * all answered by the public half. Nothing private is asked of it. */
@@ -81,7 +81,8 @@ int p11b_km_match(const void *keydata1, const void *keydata2, int selection)
 {
     const struct p11b_key *a = keydata1, *b = keydata2;
 
-    if (a == NULL || b == NULL || a->pub_pkey == NULL || b->pub_pkey == NULL)
+    if (a == NULL || b == NULL || a->pub_pkey == NULL || b->pub_pkey == NULL ||
+        !p11b_key_unambiguous(a) || !p11b_key_unambiguous(b))
         return 0;
     /* Two token references to one private object match outright; any
      * other pair matches when the public halves are equal (what
@@ -123,7 +124,7 @@ int p11b_km_export(void *keydata, int selection, OSSL_CALLBACK *cb,
 {
     struct p11b_key *key = keydata;
 
-    if (key == NULL || key->pub_pkey == NULL)
+    if (key == NULL || key->pub_pkey == NULL || !p11b_key_unambiguous(key))
         return 0;
     if (key->prov->cfg.deny_export) {
         P11B_RAISE(key->prov, P11B_R_EXPORT_DENIED, "%s = 1",

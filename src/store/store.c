@@ -778,12 +778,53 @@ static int store_eof(void *vctx)
     return ctx->failed || (ctx->searched && ctx->next >= ctx->nitems);
 }
 
+/* Whether items[i] is one of the keys that make a URI ambiguous: private
+ * keys; public keys when only public keys were asked for. */
+static int counts_as_key(const struct store_ctx *ctx, size_t i)
+{
+    const struct p11b_key *key = ctx->items[i].key;
+
+    return key != NULL &&
+           (key->priv != NULL || ctx->expect == OSSL_STORE_INFO_PUBKEY);
+}
+
+/*
+ * One key wanted, several matched: a caller that takes the first key and
+ * closes the store without reading the others (openssl pkey -in, -key,
+ * -inkey; Apache; any OSSL_STORE_load-once program) gets a key it cannot
+ * use, with an error saying how many matched. A caller that reads to the
+ * end (openssl storeutl, any listing) has seen them all: its keys work.
+ * The store cannot tell the two apart any earlier: both open, set the
+ * same expectation and load the first item the same way.
+ */
+static void mark_ambiguous(struct store_ctx *ctx)
+{
+    size_t i, total = 0, unread = 0;
+
+    for (i = 0; i < ctx->nitems; i++) {
+        if (counts_as_key(ctx, i)) {
+            total++;
+            unread += i >= ctx->next;
+        }
+    }
+    if (total < 2 || unread == 0 || unread == total)
+        return;
+    P11B_LOG(1, "%zu keys match the URI; %zu taken without the others: "
+                "refused at use",
+             total, total - unread);
+    for (i = 0; i < ctx->next; i++) {
+        if (counts_as_key(ctx, i))
+            atomic_store(&ctx->items[i].key->ambiguous, total);
+    }
+}
+
 static int store_close(void *vctx)
 {
     struct store_ctx *ctx = vctx;
 
     if (ctx == NULL)
         return 1;
+    mark_ambiguous(ctx);
     drop_items_from(ctx, 0);
     OPENSSL_free(ctx->items);
     p11b_uri_free(ctx->uri);
@@ -809,12 +850,27 @@ static size_t first_key(const struct store_ctx *ctx, int private_only)
     return i;
 }
 
+/* Distinct keys among the items: private keys, or (private 0) keys with
+ * no private half, which are distinct public keys here (a private key's
+ * public object is not listed beside it when public keys are wanted). */
+static size_t count_keys(const struct store_ctx *ctx, int private)
+{
+    size_t i, n = 0;
+
+    for (i = 0; i < ctx->nitems; i++) {
+        if (ctx->items[i].key != NULL &&
+            (ctx->items[i].key->priv != NULL) == (private != 0))
+            n++;
+    }
+    return n;
+}
+
 int p11b_store_load_key(struct p11b_prov *prov, const char *uri, int want,
                         OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_cbarg,
                         struct p11b_key **out)
 {
     struct store_ctx *ctx = open_uri(prov, uri);
-    size_t i;
+    size_t i, n;
     int ok;
 
     if (ctx == NULL)
@@ -831,6 +887,15 @@ int p11b_store_load_key(struct p11b_prov *prov, const char *uri, int want,
     if (ok && i == ctx->nitems) {
         P11B_RAISE(prov, P11B_R_URI_NO_MATCH, "no %s key at the URI",
                    want == P11B_STORE_WANT_PRIVATE ? "private" : "public");
+        ok = 0;
+    }
+    /* Here a key is always wanted alone (no listing): several refused. */
+    n = ok ? count_keys(ctx, ctx->items[i].key->priv != NULL) : 0;
+    if (n > 1) {
+        P11B_RAISE(prov, P11B_R_URI_AMBIGUOUS,
+                   "the URI matches %zu %s keys: add id= (or object=, "
+                   "token=) to name one; openssl storeutl lists them",
+                   n, ctx->items[i].key->priv != NULL ? "private" : "public");
         ok = 0;
     }
     if (ok)
