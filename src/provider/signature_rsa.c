@@ -24,6 +24,14 @@
 #include "provider/provider.h"
 #include "provider/signature.h"
 
+/* OpenSSL 3.1+ signs with "auto-digestmax" by default: the digest's
+ * length, or less when the key is too small for it. The 3.0 headers lack
+ * the value; a twin of 3.0 never reports it (its parser reads the name as
+ * the number 0, as OpenSSL 3.0's own provider does). */
+#ifndef RSA_PSS_SALTLEN_AUTO_DIGEST_MAX
+#define RSA_PSS_SALTLEN_AUTO_DIGEST_MAX -4
+#endif
+
 /* What the software twin was told: padding, digests, salt length. */
 struct rsa_settings {
     int pad;
@@ -299,6 +307,9 @@ static int pss_salt_fits(struct p11b_sig_ctx *ctx, const struct rsa_settings *st
     case RSA_PSS_SALTLEN_AUTO: /* signing: as long as it fits */
     case RSA_PSS_SALTLEN_MAX:
         *out = max;
+        break;
+    case RSA_PSS_SALTLEN_AUTO_DIGEST_MAX: /* the digest's length if it fits */
+        *out = hlen < max ? hlen : max;
         break;
     default:
         *out = st->saltlen < 0 ? max + 1 : (size_t)st->saltlen;

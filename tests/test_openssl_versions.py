@@ -1,0 +1,144 @@
+"""What differs between OpenSSL 3.0, 3.5 and 3.6, seen through the provider.
+
+The suite runs on whichever OpenSSL the system has (Debian 12: 3.0,
+Debian 13: 3.5, unstable: 3.6). These tests ask the running `openssl`
+for its version and expect what that version's own default provider
+does (docs/DESIGN.md, "OpenSSL versions"):
+
+- RSA-PSS salt lengths: 3.1+ signs with "auto-digestmax" (-4) by default
+  (the digest's length when it fits); 3.0 signs with "auto" (the maximum)
+  and reads the unknown name "auto-digestmax" as the number 0.
+- PKCS#1 v1.5 decryption: 3.2+ does implicit rejection.
+- Deterministic ECDSA (`nonce-type`, 3.2+): refused unless the token can.
+- The message-signing API with composite names ("RSA-SHA256", 3.4+).
+
+Every signature is verified by OpenSSL's default provider alone and by
+python3-cryptography with the exact salt length expected.
+"""
+
+import os
+import re
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import padding
+
+import p11b_util as u
+
+LABEL = "rsa2048"
+BITS = 2048
+
+
+def openssl_version(tmp_path):
+    """(major, minor) of the openssl program the suite runs."""
+    out = u.openssl(u.default_only_env(tmp_path), "version").stdout
+    m = re.match(r"OpenSSL (\d+)\.(\d+)\.", out)
+    assert m, f"cannot read the version in {out!r}"
+    return int(m.group(1)), int(m.group(2))
+
+
+def expected_salt(version, digest, setting):
+    """The salt length the default provider of `version` signs with."""
+    hlen = u.crypto_hash(digest).digest_size
+    emlen = (BITS - 1 + 7) // 8
+    most = emlen - hlen - 2
+    if setting is None:  # no option: the version's default
+        setting = "auto-digestmax" if version >= (3, 1) else "auto"
+    if setting in ("digest", "-1"):
+        return hlen
+    if setting in ("max", "auto", "-3", "-2"):
+        return most
+    if setting in ("auto-digestmax", "-4"):
+        if version < (3, 1):
+            return 0  # 3.0 parses the unknown name as a number
+        return min(hlen, most)
+    return int(setting)
+
+
+def write_pub(token, tmp_path):
+    pem = tmp_path / "pub.pem"
+    pem.write_bytes(token.ossl("pkey", "-in", token.uri(LABEL, "private"),
+                               "-pubout").stdout.encode())
+    return pem
+
+
+def pss_sign(token, env, tmp_path, method, digest, setting, msg):
+    """Sign msg on the token; returns the signature (raw or CMS DER)."""
+    opts = ["rsa_padding_mode:pss"]
+    if setting is not None:
+        opts.append(f"rsa_pss_saltlen:{setting}")
+    data, sig = tmp_path / "msg.bin", tmp_path / "msg.sig"
+    data.write_bytes(msg)
+    key = token.uri(LABEL, "private")
+    if method == "dgst":
+        args = ["dgst", f"-{digest}", "-sign", key, "-out", sig]
+        args += [a for o in opts for a in ("-sigopt", o)] + [data]
+    elif method == "rawin":
+        args = ["pkeyutl", "-sign", "-rawin", "-digest", digest,
+                "-inkey", key, "-in", data, "-out", sig]
+        args += [a for o in opts for a in ("-pkeyopt", o)]
+    else:  # cms, with a self-signed certificate of the token key
+        cert = tmp_path / "signer.pem"
+        token.ossl("req", "-new", "-x509", "-key", key, "-days", "1",
+                   "-subj", "/CN=p11b PSS signer", "-out", cert)
+        args = ["cms", "-sign", "-binary", "-md", digest, "-signer", cert,
+                "-inkey", key, "-in", data, "-outform", "DER", "-out", sig]
+        args += [a for o in opts for a in ("-keyopt", o)]
+    token.ossl(*args, env=env)
+    return sig
+
+
+def cms_salt_length(env, sig):
+    """The saltLength of the signer's RSASSA-PSS parameters (RFC 4055:
+    absent means 20), read with `openssl asn1parse`."""
+    text = u.openssl(env, "asn1parse", "-inform", "DER", "-in", sig).stdout
+    assert ":rsassaPss" in text, text
+    params = text[text.rindex(":rsassaPss"):]
+    params = params[:params.index("OCTET STRING")]
+    m = re.search(r"cont \[ 2 \][^\n]*\n[^\n]*INTEGER *:([0-9A-F]+)", params)
+    return 20 if m is None else int(m.group(1), 16)
+
+
+SALT_SETTINGS = [None, "digest", "max", "auto", "auto-digestmax", "0", "20",
+                 "-1", "-2", "-3"]
+
+
+@pytest.mark.parametrize("digest", ["sha256", "sha512"])
+@pytest.mark.parametrize("setting", SALT_SETTINGS,
+                         ids=[s or "default" for s in SALT_SETTINGS])
+@pytest.mark.parametrize("method", ["dgst", "rawin", "cms"])
+def test_pss_salt_length_settings_verify_in_software(token, tmp_path, method,
+                                                     setting, digest):
+    version = openssl_version(tmp_path)
+    env = token.fresh_env(tmp_path)
+    msg = os.urandom(777)
+    sig = pss_sign(token, env, tmp_path, method, digest, setting, msg)
+    soft = u.default_only_env(tmp_path)
+    pub = write_pub(token, tmp_path)
+    data = tmp_path / "msg.bin"
+    if method == "cms":
+        # default provider alone; the salt length is read from the
+        # signature's own RSASSA-PSS parameters
+        p = u.openssl(soft, "cms", "-verify", "-noverify", "-binary",
+                      "-inform", "DER", "-in", sig, "-content", data,
+                      "-out", tmp_path / "out.bin", ok=False)
+        assert p.returncode == 0 and "Verification successful" in p.stderr, \
+            u.describe(p)
+        want = expected_salt(version, digest, setting)
+        assert cms_salt_length(soft, sig) == want
+        raw = None
+    else:
+        opts = ["-sigopt", "rsa_padding_mode:pss"]
+        if setting is not None:
+            opts += ["-sigopt", f"rsa_pss_saltlen:{setting}"]
+        p = u.openssl(soft, "dgst", f"-{digest}", "-verify", pub, *opts,
+                      "-signature", sig, data, ok=False)
+        assert p.returncode == 0 and "Verified OK" in p.stdout, u.describe(p)
+        raw = sig.read_bytes()
+    if raw is not None:
+        # exactly the salt length this OpenSSL's own provider would use
+        key = serialization.load_pem_public_key(pub.read_bytes())
+        key.verify(raw, msg, padding.PSS(
+            mgf=padding.MGF1(u.crypto_hash(digest)),
+            salt_length=expected_salt(version, digest, setting)),
+            u.crypto_hash(digest))
