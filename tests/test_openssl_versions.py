@@ -142,3 +142,43 @@ def test_pss_salt_length_settings_verify_in_software(token, tmp_path, method,
             mgf=padding.MGF1(u.crypto_hash(digest)),
             salt_length=expected_salt(version, digest, setting)),
             u.crypto_hash(digest))
+
+
+# ---- deterministic ECDSA (nonce-type, OpenSSL 3.2+) -------------------------
+
+@pytest.mark.parametrize("method", ["pkeyutl", "dgst"])
+def test_deterministic_ecdsa_is_refused_clearly(token, tmp_path, method):
+    """No PKCS#11 mechanism makes RFC 6979 nonces: nonce-type 1 fails with
+    our reason on every version, rather than signing with a random nonce."""
+    data = tmp_path / "msg.bin"
+    data.write_bytes(os.urandom(100))
+    tbs = tmp_path / "digest.bin"
+    tbs.write_bytes(u.digest_of("sha256", data.read_bytes()))
+    key = token.uri("p256", "private")
+    if method == "pkeyutl":
+        args = ["pkeyutl", "-sign", "-inkey", key, "-in", tbs,
+                "-pkeyopt", "digest:sha256", "-pkeyopt", "nonce-type:1",
+                "-out", tmp_path / "sig"]
+    else:
+        args = ["dgst", "-sha256", "-sign", key, "-sigopt", "nonce-type:1",
+                "-out", tmp_path / "sig", data]
+    p = token.ossl(*args, ok=False)
+    assert p.returncode != 0, u.describe(p)
+    assert "deterministic ECDSA (nonce-type 1, RFC 6979) is not available" \
+        in p.stderr, u.describe(p)
+
+
+def test_random_nonce_type_signs(token, tmp_path):
+    """nonce-type 0 (random) is what the token does: it signs, and the
+    default provider alone verifies."""
+    data = tmp_path / "msg.bin"
+    data.write_bytes(os.urandom(100))
+    sig = tmp_path / "sig"
+    token.ossl("dgst", "-sha256", "-sign", token.uri("p256", "private"),
+               "-sigopt", "nonce-type:0", "-out", sig, data)
+    pub = tmp_path / "p256.pem"
+    pub.write_bytes(token.ossl("pkey", "-in", token.uri("p256", "private"),
+                               "-pubout").stdout.encode())
+    p = u.openssl(u.default_only_env(tmp_path), "dgst", "-sha256", "-verify",
+                  pub, "-signature", sig, data, ok=False)
+    assert p.returncode == 0 and "Verified OK" in p.stdout, u.describe(p)

@@ -21,6 +21,12 @@
 #include "provider/provider.h"
 #include "provider/signature.h"
 
+/* OpenSSL 3.2+ (deterministic ECDSA, RFC 6979); a fixed name, so a
+ * provider built on 3.0 answers it too when a newer libcrypto asks. */
+#ifndef OSSL_SIGNATURE_PARAM_NONCE_TYPE
+#define OSSL_SIGNATURE_PARAM_NONCE_TYPE "nonce-type"
+#endif
+
 static OSSL_FUNC_signature_newctx_fn ecdsa_newctx;
 static OSSL_FUNC_signature_sign_init_fn ecdsa_sign_init;
 static OSSL_FUNC_signature_sign_fn ecdsa_sign;
@@ -29,6 +35,7 @@ static OSSL_FUNC_signature_digest_sign_init_fn ecdsa_digest_sign_init;
 static OSSL_FUNC_signature_digest_sign_final_fn ecdsa_digest_sign_final;
 static OSSL_FUNC_signature_digest_verify_init_fn ecdsa_digest_verify_init;
 static OSSL_FUNC_signature_gettable_ctx_params_fn ecdsa_gettable_ctx_params;
+static OSSL_FUNC_signature_set_ctx_params_fn ecdsa_set_ctx_params;
 static OSSL_FUNC_signature_settable_ctx_params_fn ecdsa_settable_ctx_params;
 
 static void *ecdsa_newctx(void *provctx, const char *propq)
@@ -134,9 +141,39 @@ static int ecdsa_digest_sign_final(void *vctx, unsigned char *sig,
 
 /* Keep these tables next to p11b_sig_set_ctx_params / get_ctx_params,
  * which hand every key to the software twin. */
+/* nonce-type: 0 (random, the token's own) is the only kind a token does;
+ * PKCS#11 has no mechanism for RFC 6979 nonces. Refused here, since the
+ * software twin would otherwise take it and the token sign randomly. */
+static int ecdsa_set_ctx_params(void *vctx, const OSSL_PARAM params[])
+{
+    struct p11b_sig_ctx *ctx = vctx;
+    const OSSL_PARAM *p;
+    unsigned int nonce = 0;
+
+    p = OSSL_PARAM_locate_const(params, OSSL_SIGNATURE_PARAM_NONCE_TYPE);
+    if (ctx != NULL && p != NULL) {
+        if (!OSSL_PARAM_get_uint(p, &nonce)) {
+            P11B_RAISE(ctx->prov, P11B_R_BAD_INPUT,
+                       "ECDSA nonce-type must be an unsigned integer");
+            return 0;
+        }
+        if (nonce != 0 && ctx->op != P11B_SIG_VERIFY &&
+            ctx->op != P11B_SIG_DIGEST_VERIFY) {
+            P11B_RAISE(ctx->prov, P11B_R_MECH_UNSUPPORTED,
+                       "%s: deterministic ECDSA (nonce-type %u, RFC 6979) "
+                       "is not available: PKCS#11 has no mechanism for it "
+                       "and the token chooses its own random nonce",
+                       ctx->key != NULL ? ctx->key->uri : "key", nonce);
+            return 0;
+        }
+    }
+    return p11b_sig_set_ctx_params(vctx, params);
+}
+
 static const OSSL_PARAM ecdsa_settable[] = {
     OSSL_PARAM_utf8_string(OSSL_SIGNATURE_PARAM_DIGEST, NULL, 0),
     OSSL_PARAM_utf8_string(OSSL_SIGNATURE_PARAM_PROPERTIES, NULL, 0),
+    OSSL_PARAM_uint(OSSL_SIGNATURE_PARAM_NONCE_TYPE, NULL),
     OSSL_PARAM_END
 };
 
@@ -185,7 +222,7 @@ const OSSL_DISPATCH p11b_ecdsa_signature_functions[] = {
     { OSSL_FUNC_SIGNATURE_GETTABLE_CTX_PARAMS,
       (void (*)(void))ecdsa_gettable_ctx_params },
     { OSSL_FUNC_SIGNATURE_SET_CTX_PARAMS,
-      (void (*)(void))p11b_sig_set_ctx_params },
+      (void (*)(void))ecdsa_set_ctx_params },
     { OSSL_FUNC_SIGNATURE_SETTABLE_CTX_PARAMS,
       (void (*)(void))ecdsa_settable_ctx_params },
     { 0, NULL }
