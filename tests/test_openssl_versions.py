@@ -182,3 +182,108 @@ def test_random_nonce_type_signs(token, tmp_path):
     p = u.openssl(u.default_only_env(tmp_path), "dgst", "-sha256", "-verify",
                   pub, "-signature", sig, data, ok=False)
     assert p.returncode == 0 and "Verified OK" in p.stdout, u.describe(p)
+
+
+# ---- PKCS#1 v1.5 decryption: implicit rejection (OpenSSL 3.2+) --------------
+
+SOFT_RSA = "nopub-rsa"
+
+
+@pytest.fixture
+def soft_rsa(soft_key_token, make_config, tmp_path):
+    """(token, software private key PEM, env for the token itself, env
+    whose provider reaches it through faultmod with raw RSA only)."""
+    faultmod = os.environ.get("P11BRIDGE_FAULTMOD")
+    if not faultmod or not os.path.exists(faultmod):
+        pytest.fail(f"P11BRIDGE_FAULTMOD={faultmod!r}: `make check` exports "
+                    "the built fault-injection module", pytrace=False)
+    tok = soft_key_token
+    key = tok.private_keys[SOFT_RSA]
+    pem = tmp_path / "soft.pem"
+    pem.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                      serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()))
+    raw = make_config(tok, pkcs11_module_path=faultmod)
+    raw["FAULTMOD_MODULE"] = tok.module
+    raw["FAULTMOD_HIDE_MECHS"] = "CKM_RSA_PKCS,CKM_RSA_PKCS_OAEP"
+    raw["FAULTMOD_ONLY_MECHS"] = ""
+    raw["FAULTMOD_COUNT_FILE"] = str(tmp_path / "faultmod-calls.txt")
+    return tok, key, pem, tok.fresh_env(tmp_path), u.with_log(
+        raw, tmp_path / "raw.log")
+
+
+def bad_ciphertext(key, seed):
+    """A value below the modulus whose raw decryption is not a PKCS#1 v1.5
+    block (checked with the software key)."""
+    nums = key.private_numbers()
+    k = (key.key_size + 7) // 8
+    x = int.from_bytes(u.digest_of("sha512", seed) * 8, "big") % nums.public_numbers.n
+    m = pow(x, nums.d, nums.public_numbers.n).to_bytes(k, "big")
+    assert m[:2] != b"\x00\x02", "unlucky seed: valid padding"
+    return x.to_bytes(k, "big")
+
+
+def decrypt_with(env, tmp_path, keyarg, ct, opts=(), name="out"):
+    ct_path, out = tmp_path / f"{name}.ct", tmp_path / f"{name}.bin"
+    ct_path.write_bytes(ct)
+    p = u.openssl(env, "pkeyutl", "-decrypt", "-inkey", keyarg, "-in",
+                  ct_path, "-out", out, *opts, ok=False)
+    return p, (out.read_bytes() if p.returncode == 0 else None)
+
+
+def test_raw_rsa_pkcs1_decryption_follows_implicit_rejection(soft_rsa,
+                                                             tmp_path):
+    """Raw RSA only (padding removed here): a good ciphertext decrypts; a
+    bad one does what the running OpenSSL's default provider does with the
+    same key - an error on 3.0, a synthetic message on 3.2+ (deterministic,
+    per ciphertext; its bytes differ from OpenSSL's, whose derivation key
+    is the private exponent a token never reveals)."""
+    tok, key, pem, _env, raw = soft_rsa
+    version = openssl_version(tmp_path)
+    soft = u.default_only_env(tmp_path)
+    uri = tok.uri(SOFT_RSA, "private")
+    k = (key.key_size + 7) // 8
+    msg = os.urandom(32)
+    good = key.public_key().encrypt(msg, padding.PKCS1v15())
+    p, out = decrypt_with(raw, tmp_path, uri, good, name="good")
+    assert out == msg, u.describe(p)
+    bad1, bad2 = bad_ciphertext(key, b"one"), bad_ciphertext(key, b"two")
+    sp, sout = decrypt_with(soft, tmp_path, pem, bad1, name="soft")
+    p1, out1 = decrypt_with(raw, tmp_path, uri, bad1, name="bad1")
+    assert (out1 is None) == (sout is None), \
+        f"default provider: {u.describe(sp)}\nours: {u.describe(p1)}"
+    log = u.read_log(raw)
+    assert "CKM_RSA_X_509" in log and "C_DecryptInit(slot" in log
+    assert "CKM_RSA_PKCS)" not in log, "the hidden mechanism was used"
+    if version < (3, 2):
+        assert out1 is None and "RSA decryption (PKCS#1 v1.5)" in p1.stderr, \
+            u.describe(p1)
+        return
+    assert out1 is not None and len(out1) <= k - 11
+    _, again = decrypt_with(raw, tmp_path, uri, bad1, name="again")
+    _, out2 = decrypt_with(raw, tmp_path, uri, bad2, name="bad2")
+    assert again == out1, "the synthetic message is not deterministic"
+    assert out2 != out1, "two ciphertexts gave the same synthetic message"
+    # turned off, as CMS does: the error of old, on both sides
+    off = ["-pkeyopt", "rsa_pkcs1_implicit_rejection:0"]
+    sp, sout = decrypt_with(soft, tmp_path, pem, bad1, off, name="soft0")
+    p0, out0 = decrypt_with(raw, tmp_path, uri, bad1, off, name="off")
+    assert sout is None and out0 is None, u.describe(p0)
+    assert "RSA decryption (PKCS#1 v1.5)" in p0.stderr, u.describe(p0)
+    p, out = decrypt_with(raw, tmp_path, uri, good, off, name="good0")
+    assert out == msg, u.describe(p)
+
+
+def test_token_pkcs1_decryption_matches_the_default_provider(soft_rsa,
+                                                             tmp_path):
+    """With CKM_RSA_PKCS the token removes the padding: for a bad
+    ciphertext ours and the default provider (same key, in software) give
+    the same outcome, and the same bytes when both succeed."""
+    tok, key, pem, env, _raw = soft_rsa
+    soft = u.default_only_env(tmp_path)
+    uri = tok.uri(SOFT_RSA, "private")
+    bad = bad_ciphertext(key, b"token")
+    sp, sout = decrypt_with(soft, tmp_path, pem, bad, name="soft")
+    p, out = decrypt_with(env, tmp_path, uri, bad, name="tok")
+    assert out == sout, \
+        f"default provider: {u.describe(sp)}\nours: {u.describe(p)}"

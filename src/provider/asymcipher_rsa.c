@@ -16,6 +16,7 @@
 
 #include <openssl/core_dispatch.h>
 #include <openssl/core_names.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/params.h>
@@ -32,7 +33,16 @@
 #include "provider/provider.h"
 #include "provider/signature.h"
 
+/* OpenSSL 3.2+: PKCS#1 v1.5 decryption with implicit rejection. A fixed
+ * name, so a provider built on 3.0 reads it from a newer libcrypto too. */
+#ifndef OSSL_ASYM_CIPHER_PARAM_IMPLICIT_REJECTION
+#define OSSL_ASYM_CIPHER_PARAM_IMPLICIT_REJECTION "implicit-rejection"
+#endif
+
 #define TLS_PREMASTER_LEN 48
+/* Implicit rejection: 16-bit length candidates drawn for the synthetic
+ * message, as in the IETF draft (draft-irtf-cfrg-rsa-guidance). */
+#define IR_LEN_TRIES 128
 /* OpenSSL's RSA_PKCS1_WITH_TLS_PADDING (not in its public headers). */
 #define P11B_RSA_TLS_PADDING 7
 
@@ -51,6 +61,7 @@ struct dec_settings {
     size_t label_len;
     unsigned int client_version;
     unsigned int alt_version;
+    unsigned int implicit_rejection; /* what the twin says; 0 on 3.0/3.1 */
     size_t modlen;
 };
 
@@ -129,7 +140,7 @@ static void settings_free(struct dec_settings *st)
 static int read_settings(struct rsa_cipher_ctx *ctx, struct dec_settings *st)
 {
     char md[64] = "", mgf1[64] = "";
-    OSSL_PARAM p[7];
+    OSSL_PARAM p[8];
 
     memset(st, 0, sizeof(*st));
     p[0] = OSSL_PARAM_construct_int(OSSL_ASYM_CIPHER_PARAM_PAD_MODE, &st->pad);
@@ -143,9 +154,15 @@ static int read_settings(struct rsa_cipher_ctx *ctx, struct dec_settings *st)
         OSSL_ASYM_CIPHER_PARAM_TLS_CLIENT_VERSION, &st->client_version);
     p[5] = OSSL_PARAM_construct_uint(
         OSSL_ASYM_CIPHER_PARAM_TLS_NEGOTIATED_VERSION, &st->alt_version);
-    p[6] = OSSL_PARAM_construct_end();
+    /* The default provider of 3.2+ reports its rule (on unless turned
+     * off); 3.0's does not know the key and leaves it unset: off. */
+    p[6] = OSSL_PARAM_construct_uint(OSSL_ASYM_CIPHER_PARAM_IMPLICIT_REJECTION,
+                                     &st->implicit_rejection);
+    p[7] = OSSL_PARAM_construct_end();
     if (!EVP_PKEY_CTX_get_params(ctx->soft, p))
         return 0;
+    if (!OSSL_PARAM_modified(&p[6]))
+        st->implicit_rejection = 0;
     st->label_len = p[3].return_size;
     if (st->label == NULL)
         st->label_len = 0;
@@ -312,6 +329,113 @@ static int decrypt_tls(struct rsa_cipher_ctx *ctx, const struct dec_settings *st
     return 1;
 }
 
+/* ---- implicit rejection (OpenSSL 3.2+) -------------------------------- */
+
+/* The draft's PRF: HMAC-SHA256(kdk, I || label || bit length) blocks. */
+static int ir_prf(struct rsa_cipher_ctx *ctx, const unsigned char *kdk,
+                  const char *label, unsigned char *out, size_t outlen)
+{
+    unsigned char in[32], block[32];
+    size_t llen = strlen(label), done = 0, n, len = 0;
+    unsigned int i;
+    int ok = 1;
+
+    for (i = 0; ok && done < outlen; i++) {
+        in[0] = (unsigned char)(i >> 8);
+        in[1] = (unsigned char)i;
+        memcpy(in + 2, label, llen);
+        in[2 + llen] = (unsigned char)((outlen * 8) >> 8);
+        in[3 + llen] = (unsigned char)(outlen * 8);
+        ok = EVP_Q_mac(ctx->prov->libctx, "HMAC", P11B_SOFT_PROPQ, "SHA256",
+                       NULL, kdk, 32, in, llen + 4, block, sizeof(block),
+                       &len) != NULL && len == sizeof(block);
+        n = outlen - done < len ? outlen - done : len;
+        if (ok)
+            memcpy(out + done, block, n);
+        done += n;
+    }
+    OPENSSL_cleanse(block, sizeof(block));
+    return ok;
+}
+
+/* The key-derivation key for this ciphertext. OpenSSL keys it with the
+ * private exponent, which a token never reveals; here the secret is the
+ * token's private operation on the fixed value 2 (2^d mod n), which only
+ * the key's holder can compute either. */
+static int ir_kdk(struct rsa_cipher_ctx *ctx, const struct dec_settings *st,
+                  const unsigned char *in, size_t inlen, unsigned char *kdk)
+{
+    unsigned char blk[1024], sec[1024], key[32];
+    size_t k = st->modlen, len = 0;
+    unsigned int klen = 0;
+    int raised = 0, ok;
+    CK_RV rv;
+
+    memset(blk, 0, k);
+    blk[k - 1] = 2;
+    rv = decrypt_raw(ctx, blk, k, sec, k, &raised);
+    if (rv != CKR_OK)
+        return raised ? 0 : fail(ctx, rv, "PKCS#1 v1.5");
+    ok = EVP_Digest(sec, k, key, &klen, EVP_sha256(), NULL);
+    memset(blk, 0, k); /* the ciphertext, left-padded to the modulus */
+    memcpy(blk + (k - inlen), in, inlen);
+    ok = ok && EVP_Q_mac(ctx->prov->libctx, "HMAC", P11B_SOFT_PROPQ,
+                         "SHA256", NULL, key, klen, blk, k, kdk, 32,
+                         &len) != NULL;
+    OPENSSL_cleanse(sec, sizeof(sec));
+    OPENSSL_cleanse(key, sizeof(key));
+    if (!ok)
+        P11B_RAISE(ctx->prov, P11B_R_INTERNAL,
+                   "implicit rejection: deriving the key failed");
+    return ok;
+}
+
+/* PKCS#1 v1.5 with implicit rejection on raw decryption `em`: a bad
+ * padding yields a synthetic message that depends only on the key and the
+ * ciphertext, chosen without branching on the padding's validity. */
+static int unpad_implicit(struct rsa_cipher_ctx *ctx,
+                          const struct dec_settings *st, const unsigned char *em,
+                          const unsigned char *in, size_t inlen,
+                          unsigned char *out, size_t *outlen)
+{
+    unsigned char msg[1024], synth[1024], lens[2 * IR_LEN_TRIES], kdk[32];
+    unsigned int max = (unsigned int)st->modlen - 10, mask = max, cand;
+    unsigned int synlen = 0, lt, good, i;
+    unsigned char goodb;
+    int n, ok;
+
+    mask |= mask >> 1;
+    mask |= mask >> 2;
+    mask |= mask >> 4;
+    mask |= mask >> 8;
+    ok = ir_kdk(ctx, st, in, inlen, kdk) &&
+         ir_prf(ctx, kdk, "length", lens, sizeof(lens)) &&
+         ir_prf(ctx, kdk, "message", synth, st->modlen);
+    OPENSSL_cleanse(kdk, sizeof(kdk));
+    if (!ok)
+        return 0;
+    /* the last candidate below max - the draft's rule */
+    for (i = 0; i < IR_LEN_TRIES; i++) {
+        cand = (((unsigned int)lens[2 * i] << 8) | lens[2 * i + 1]) & mask;
+        lt = 0U - ((cand - max) >> (sizeof(cand) * 8 - 1));
+        synlen = (cand & lt) | (synlen & ~lt);
+    }
+    memset(msg, 0, sizeof(msg));
+    ERR_set_mark();
+    n = RSA_padding_check_PKCS1_type_2(msg, (int)sizeof(msg), em,
+                                       (int)st->modlen, (int)st->modlen);
+    ERR_pop_to_mark(); /* no trace of which check failed */
+    good = ~(0U - ((unsigned int)n >> (sizeof(good) * 8 - 1)));
+    goodb = (unsigned char)good;
+    for (i = 0; i < max - 1; i++)
+        out[i] = (unsigned char)((msg[i] & goodb) | (synth[i] & ~goodb));
+    *outlen = ((unsigned int)n & good) | (synlen & ~good);
+    OPENSSL_cleanse(msg, sizeof(msg));
+    OPENSSL_cleanse(synth, sizeof(synth));
+    OPENSSL_cleanse(lens, sizeof(lens));
+    return 1;
+}
+
 /* OAEP and PKCS#1 v1.5 on a raw decryption, with OpenSSL's checks. */
 static int unpad_soft(struct rsa_cipher_ctx *ctx, const struct dec_settings *st,
                       unsigned char *out, size_t *outlen, size_t outsize,
@@ -328,6 +452,17 @@ static int unpad_soft(struct rsa_cipher_ctx *ctx, const struct dec_settings *st,
         return 0;
     if (rv != CKR_OK)
         return fail(ctx, rv, mode);
+    if (st->pad == RSA_PKCS1_PADDING && st->implicit_rejection) {
+        /* as OpenSSL 3.2+'s own provider: never an error for the data */
+        n = outsize >= st->modlen - 11 &&
+            unpad_implicit(ctx, st, buf, in, inlen, out, outlen);
+        OPENSSL_cleanse(buf, sizeof(buf));
+        if (n == 0 && ERR_peek_last_error() == 0)
+            P11B_RAISE(ctx->prov, P11B_R_BAD_INPUT,
+                       "output buffer of %zu bytes, %zu needed", outsize,
+                       st->modlen - 11);
+        return n;
+    }
     if (st->pad == RSA_PKCS1_OAEP_PADDING)
         n = RSA_padding_check_PKCS1_OAEP_mgf1(
             out, (int)outsize, buf, (int)st->modlen, (int)st->modlen,
@@ -518,11 +653,31 @@ static const OSSL_PARAM rsac_gettable[] = {
     OSSL_PARAM_END
 };
 
+/* The same, with the implicit-rejection key of OpenSSL 3.2+ */
+static const OSSL_PARAM rsac_gettable_ir[] = {
+    OSSL_PARAM_utf8_string(OSSL_ASYM_CIPHER_PARAM_PAD_MODE, NULL, 0),
+    OSSL_PARAM_utf8_string(OSSL_ASYM_CIPHER_PARAM_OAEP_DIGEST, NULL, 0),
+    OSSL_PARAM_utf8_string(OSSL_ASYM_CIPHER_PARAM_MGF1_DIGEST, NULL, 0),
+    OSSL_PARAM_octet_ptr(OSSL_ASYM_CIPHER_PARAM_OAEP_LABEL, NULL, 0),
+    OSSL_PARAM_uint(OSSL_ASYM_CIPHER_PARAM_TLS_CLIENT_VERSION, NULL),
+    OSSL_PARAM_uint(OSSL_ASYM_CIPHER_PARAM_TLS_NEGOTIATED_VERSION, NULL),
+    OSSL_PARAM_uint(OSSL_ASYM_CIPHER_PARAM_IMPLICIT_REJECTION, NULL),
+    OSSL_PARAM_END
+};
+
+/* A run-time check, not a compile-time one: the libcrypto we run under
+ * (and so the twin) decides, whatever headers we were built with. */
+static int have_implicit_rejection(void)
+{
+    return OPENSSL_version_major() > 3 ||
+           (OPENSSL_version_major() == 3 && OPENSSL_version_minor() >= 2);
+}
+
 static const OSSL_PARAM *rsac_gettable_ctx_params(void *vctx, void *provctx)
 {
     (void)vctx;
     (void)provctx;
-    return rsac_gettable;
+    return have_implicit_rejection() ? rsac_gettable_ir : rsac_gettable;
 }
 
 static int rsac_set_ctx_params(void *vctx, const OSSL_PARAM params[])
@@ -547,11 +702,24 @@ static const OSSL_PARAM rsac_settable[] = {
     OSSL_PARAM_END
 };
 
+static const OSSL_PARAM rsac_settable_ir[] = {
+    OSSL_PARAM_utf8_string(OSSL_ASYM_CIPHER_PARAM_PAD_MODE, NULL, 0),
+    OSSL_PARAM_utf8_string(OSSL_ASYM_CIPHER_PARAM_OAEP_DIGEST, NULL, 0),
+    OSSL_PARAM_utf8_string(OSSL_ASYM_CIPHER_PARAM_OAEP_DIGEST_PROPS, NULL, 0),
+    OSSL_PARAM_utf8_string(OSSL_ASYM_CIPHER_PARAM_MGF1_DIGEST, NULL, 0),
+    OSSL_PARAM_utf8_string(OSSL_ASYM_CIPHER_PARAM_MGF1_DIGEST_PROPS, NULL, 0),
+    OSSL_PARAM_octet_string(OSSL_ASYM_CIPHER_PARAM_OAEP_LABEL, NULL, 0),
+    OSSL_PARAM_uint(OSSL_ASYM_CIPHER_PARAM_TLS_CLIENT_VERSION, NULL),
+    OSSL_PARAM_uint(OSSL_ASYM_CIPHER_PARAM_TLS_NEGOTIATED_VERSION, NULL),
+    OSSL_PARAM_uint(OSSL_ASYM_CIPHER_PARAM_IMPLICIT_REJECTION, NULL),
+    OSSL_PARAM_END
+};
+
 static const OSSL_PARAM *rsac_settable_ctx_params(void *vctx, void *provctx)
 {
     (void)vctx;
     (void)provctx;
-    return rsac_settable;
+    return have_implicit_rejection() ? rsac_settable_ir : rsac_settable;
 }
 
 const OSSL_DISPATCH p11b_rsa_asym_cipher_functions[] = {
