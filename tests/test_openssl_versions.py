@@ -287,3 +287,22 @@ def test_token_pkcs1_decryption_matches_the_default_provider(soft_rsa,
     p, out = decrypt_with(env, tmp_path, uri, bad, name="tok")
     assert out == sout, \
         f"default provider: {u.describe(sp)}\nours: {u.describe(p)}"
+
+
+# ---- a provider built with newer headers than the running libcrypto ---------
+
+def test_provider_built_for_a_newer_openssl_fails_cleanly(tmp_path):
+    """P11BRIDGE_NEWER_PROVIDER: a pkcs11.so built with the headers of a
+    newer OpenSSL than the one running (e.g. 3.5's headers, this host's
+    3.0 libcrypto; docs/DESIGN.md says how). Loading it must fail with our
+    message, not crash or half-work."""
+    so = os.environ.get("P11BRIDGE_NEWER_PROVIDER")
+    if not so:
+        pytest.skip("P11BRIDGE_NEWER_PROVIDER is not set: no provider built "
+                    "with newer OpenSSL headers to load")
+    env = u.default_only_env(tmp_path)
+    p = u.openssl(env, "list", "-providers", "-provider-path",
+                  os.path.dirname(so), "-provider", "pkcs11", ok=False)
+    assert p.returncode == 1, u.describe(p)
+    assert "p11bridge was built for OpenSSL 3." in p.stderr, u.describe(p)
+    assert "rebuild p11bridge against it" in p.stderr, u.describe(p)

@@ -38,6 +38,7 @@ enum p11b_reason {
     P11B_R_INTERNAL,         /* out of memory, OpenSSL call failed          */
     P11B_R_BAD_INPUT,        /* input size or parameters do not fit         */
     P11B_R_URI_AMBIGUOUS,    /* the URI names several keys, one was wanted  */
+    P11B_R_OPENSSL_VERSION,  /* libcrypto older than the headers we had     */
     P11B_R_MAX_                /* keep last */
 };
 

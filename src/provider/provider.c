@@ -518,6 +518,26 @@ static void load_early(struct p11b_prov *prov)
 
 OPENSSL_EXPORT OSSL_provider_init_fn OSSL_provider_init;
 
+/* Built with the headers of OpenSSL 3.x, the provider may use what 3.x
+ * has (entry points, parameters, functions): an older libcrypto cannot
+ * run it. A newer one can: what it adds is checked at run time. */
+static int libcrypto_new_enough(struct p11b_prov *prov)
+{
+    unsigned int major = OPENSSL_version_major();
+    unsigned int minor = OPENSSL_version_minor();
+
+    /* one number: "minor >= 0" would be a constant on 3.0 (-Wtype-limits) */
+    if (major * 100 + minor >=
+        (unsigned int)(OPENSSL_VERSION_MAJOR * 100 + OPENSSL_VERSION_MINOR))
+        return 1;
+    P11B_RAISE(prov, P11B_R_OPENSSL_VERSION,
+               "p11bridge was built for OpenSSL %d.%d or later; this "
+               "process runs OpenSSL %u.%u.%u: rebuild p11bridge against it",
+               OPENSSL_VERSION_MAJOR, OPENSSL_VERSION_MINOR, major, minor,
+               OPENSSL_version_patch());
+    return 0;
+}
+
 __attribute__((visibility("default"))) int
 OSSL_provider_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in,
                    const OSSL_DISPATCH **out, void **provctx)
@@ -529,6 +549,8 @@ OSSL_provider_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in,
     prov->handle = handle;
     take_core_functions(prov, in);
     if (prov->core_get_params == NULL || prov->core_new_error == NULL)
+        goto err;
+    if (!libcrypto_new_enough(prov))
         goto err;
     if (!p11b_config_load(prov))
         goto err;
