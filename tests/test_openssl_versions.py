@@ -289,6 +289,64 @@ def test_token_pkcs1_decryption_matches_the_default_provider(soft_rsa,
         f"default provider: {u.describe(sp)}\nours: {u.describe(p)}"
 
 
+# ---- the message-signing API with composite names (OpenSSL 3.4+) -------------
+
+COMPOSITES = [("RSA-SHA256", "rsa2048", "sha256"),
+              ("RSA-SHA2-512", "rsa3072", "sha512"),
+              ("ECDSA-SHA256", "p256", "sha256"),
+              ("ECDSA-SHA384", "p384", "sha384")]
+
+
+def sigmsg_tool():
+    tool = os.path.join(os.environ.get("P11BRIDGE_TOOLS", ""), "p11b-sigmsg")
+    if not os.path.exists(tool):
+        pytest.fail(f"{tool}: build it (`make check` builds "
+                    "tests/tools/p11b-sigmsg)", pytrace=False)
+    return tool
+
+
+@pytest.mark.parametrize("mode", ["stream", "oneshot", "digest"])
+@pytest.mark.parametrize("alg, label, digest", COMPOSITES,
+                         ids=[c[0] for c in COMPOSITES])
+def test_composite_message_signature_verifies_in_software(token, tmp_path,
+                                                          alg, label,
+                                                          digest, mode):
+    if openssl_version(tmp_path) < (3, 4):
+        pytest.skip("EVP_PKEY_sign_message_init and composite signature "
+                    "names are OpenSSL 3.4+")
+    env = token.fresh_env(tmp_path)
+    msg = tmp_path / "msg.bin"
+    msg.write_bytes(os.urandom(5000))
+    tbs = tmp_path / "tbs.bin"
+    tbs.write_bytes(u.digest_of(digest, msg.read_bytes())
+                    if mode == "digest" else msg.read_bytes())
+    sig = tmp_path / "sig.bin"
+    p = u.run([sigmsg_tool(), alg, token.uri(label, "private"), str(tbs),
+               str(sig), mode], env, ok=False)
+    if p.returncode == 77:
+        pytest.fail(f"p11b-sigmsg was built without the 3.4 API but runs "
+                    f"under 3.4+: {p.stdout}")
+    assert p.returncode == 0, u.describe(p)
+    inits = u.sign_inits(u.read_log(env))
+    assert len(inits) == 1 and inits[0][1] == "CKR_OK", inits
+    pub = tmp_path / "pub.pem"
+    pub.write_bytes(token.ossl("pkey", "-in", token.uri(label, "private"),
+                               "-pubout").stdout.encode())
+    v = u.openssl(u.default_only_env(tmp_path), "dgst", f"-{digest}",
+                  "-verify", pub, "-signature", sig, msg, ok=False)
+    assert v.returncode == 0 and "Verified OK" in v.stdout, u.describe(v)
+
+
+def test_composite_names_are_listed_where_openssl_has_them(token, tmp_path):
+    """openssl list: the composites are ours on 3.4+ only."""
+    out = token.ossl("list", "-signature-algorithms").stdout
+    ours = [line for line in out.splitlines() if line.endswith("@ pkcs11")]
+    have = any("RSA-SHA2-256" in line for line in ours) and \
+        any("ECDSA-SHA2-256" in line for line in ours)
+    assert have == (openssl_version(tmp_path) >= (3, 4)), "\n".join(ours)
+    assert any("ECDSA" in line and "SHA" not in line for line in ours)
+
+
 # ---- a provider built with newer headers than the running libcrypto ---------
 
 def test_provider_built_for_a_newer_openssl_fails_cleanly(tmp_path):

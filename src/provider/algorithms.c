@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include <openssl/core_dispatch.h>
+#include <openssl/crypto.h>
 
 #include "provider/provider.h"
 
@@ -26,6 +27,16 @@ extern const OSSL_DISPATCH p11b_ed448_keymgmt_functions[];
 extern const OSSL_DISPATCH p11b_eddsa_signature_functions[];
 extern const OSSL_DISPATCH p11b_rsa_signature_functions[];
 extern const OSSL_DISPATCH p11b_ecdsa_signature_functions[];
+#ifdef OSSL_FUNC_SIGNATURE_SIGN_MESSAGE_INIT
+extern const OSSL_DISPATCH p11b_rsa_sha224_signature_functions[];
+extern const OSSL_DISPATCH p11b_rsa_sha256_signature_functions[];
+extern const OSSL_DISPATCH p11b_rsa_sha384_signature_functions[];
+extern const OSSL_DISPATCH p11b_rsa_sha512_signature_functions[];
+extern const OSSL_DISPATCH p11b_ecdsa_sha224_signature_functions[];
+extern const OSSL_DISPATCH p11b_ecdsa_sha256_signature_functions[];
+extern const OSSL_DISPATCH p11b_ecdsa_sha384_signature_functions[];
+extern const OSSL_DISPATCH p11b_ecdsa_sha512_signature_functions[];
+#endif
 extern const OSSL_DISPATCH p11b_rsa_asym_cipher_functions[];
 extern const OSSL_DISPATCH p11b_ecdh_keyexch_functions[];
 extern const OSSL_DISPATCH p11b_text_encoder_functions[];
@@ -63,6 +74,59 @@ static const OSSL_ALGORITHM signature_algs[] = {
       "Ed448 signatures with a PKCS#11 token key" },
     { NULL, NULL, NULL, NULL }
 };
+
+#ifdef OSSL_FUNC_SIGNATURE_SIGN_MESSAGE_INIT
+/* The same and the composite names of OpenSSL 3.4+ (sign only: the
+ * message-verify API wants the signature as a parameter, and verifying
+ * needs no token). Offered only when the running libcrypto is 3.4+: an
+ * older one would find no init function it knows and fail the fetch. */
+static const OSSL_ALGORITHM signature_algs_msg[] = {
+    { P11B_NAMES_RSA, P11B_PROPS, p11b_rsa_signature_functions,
+      "RSA signatures with a PKCS#11 token key" },
+    { "ECDSA", P11B_PROPS, p11b_ecdsa_signature_functions,
+      "ECDSA signatures with a PKCS#11 token key" },
+    { P11B_NAMES_ED25519, P11B_PROPS, p11b_eddsa_signature_functions,
+      "Ed25519 signatures with a PKCS#11 token key" },
+    { P11B_NAMES_ED448, P11B_PROPS, p11b_eddsa_signature_functions,
+      "Ed448 signatures with a PKCS#11 token key" },
+    { "RSA-SHA2-224:RSA-SHA224", P11B_PROPS,
+      p11b_rsa_sha224_signature_functions,
+      "RSA (PKCS#1 v1.5) with SHA-224 over a message, with a PKCS#11 token key" },
+    { "RSA-SHA2-256:RSA-SHA256", P11B_PROPS,
+      p11b_rsa_sha256_signature_functions,
+      "RSA (PKCS#1 v1.5) with SHA-256 over a message, with a PKCS#11 token key" },
+    { "RSA-SHA2-384:RSA-SHA384", P11B_PROPS,
+      p11b_rsa_sha384_signature_functions,
+      "RSA (PKCS#1 v1.5) with SHA-384 over a message, with a PKCS#11 token key" },
+    { "RSA-SHA2-512:RSA-SHA512", P11B_PROPS,
+      p11b_rsa_sha512_signature_functions,
+      "RSA (PKCS#1 v1.5) with SHA-512 over a message, with a PKCS#11 token key" },
+    { "ECDSA-SHA2-224:ECDSA-SHA224", P11B_PROPS,
+      p11b_ecdsa_sha224_signature_functions,
+      "ECDSA with SHA-224 over a message, with a PKCS#11 token key" },
+    { "ECDSA-SHA2-256:ECDSA-SHA256", P11B_PROPS,
+      p11b_ecdsa_sha256_signature_functions,
+      "ECDSA with SHA-256 over a message, with a PKCS#11 token key" },
+    { "ECDSA-SHA2-384:ECDSA-SHA384", P11B_PROPS,
+      p11b_ecdsa_sha384_signature_functions,
+      "ECDSA with SHA-384 over a message, with a PKCS#11 token key" },
+    { "ECDSA-SHA2-512:ECDSA-SHA512", P11B_PROPS,
+      p11b_ecdsa_sha512_signature_functions,
+      "ECDSA with SHA-512 over a message, with a PKCS#11 token key" },
+    { NULL, NULL, NULL, NULL }
+};
+#endif
+
+/* The signature table for the libcrypto we run under. */
+static const OSSL_ALGORITHM *signatures(void)
+{
+#ifdef OSSL_FUNC_SIGNATURE_SIGN_MESSAGE_INIT
+    if (OPENSSL_version_major() > 3 ||
+        (OPENSSL_version_major() == 3 && OPENSSL_version_minor() >= 4))
+        return signature_algs_msg;
+#endif
+    return signature_algs;
+}
 
 static const OSSL_ALGORITHM asym_cipher_algs[] = {
     { P11B_NAMES_RSA, P11B_PROPS, p11b_rsa_asym_cipher_functions,
@@ -131,7 +195,7 @@ const OSSL_ALGORITHM *p11b_algorithms(struct p11b_prov *prov, int op)
     case OSSL_OP_KEYMGMT:
         return keymgmt_algs;
     case OSSL_OP_SIGNATURE:
-        return (blocked & P11B_BLOCK_SIGNATURE) ? NULL : signature_algs;
+        return (blocked & P11B_BLOCK_SIGNATURE) ? NULL : signatures();
     case OSSL_OP_ASYM_CIPHER:
         return (blocked & P11B_BLOCK_ASYM_CIPHER) ? NULL : asym_cipher_algs;
     case OSSL_OP_KEYEXCH:

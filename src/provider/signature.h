@@ -17,6 +17,7 @@
 #define P11B_SIGNATURE_H
 
 #include <openssl/core.h>
+#include <openssl/core_dispatch.h>
 #include <openssl/evp.h>
 
 #include "pkcs11/p11.h"
@@ -45,6 +46,7 @@ struct p11b_sig_ctx {
     char *propq;
     enum p11b_sig_op op;
     enum p11b_sig_kind kind;
+    const char *fixed_md;     /* composite ("RSA-SHA256"): its digest    */
 
     /* The software twin: EVP_PKEY_verify_init on the public half, or a
      * DigestVerify context holding one. */
@@ -73,6 +75,17 @@ struct p11b_sig_plan {
 void *p11b_sig_newctx(void *provctx, const char *propq,
                       enum p11b_sig_kind kind);
 void p11b_sig_freectx(void *vctx);
+#ifdef OSSL_FUNC_SIGNATURE_SIGN_MESSAGE_INIT
+/* OpenSSL 3.4+ composite algorithms ("RSA-SHA256", "ECDSA-SHA256"): the
+ * digest is part of the name. sign_message_init is a digest-sign with
+ * it; sign_init signs a digest of it. */
+void *p11b_sig_newctx_md(void *provctx, const char *propq,
+                         enum p11b_sig_kind kind, const char *md);
+int p11b_sig_message_init(void *vctx, void *keydata,
+                          const OSSL_PARAM params[]);
+int p11b_sig_composite_sign_init(void *vctx, void *keydata,
+                                 const OSSL_PARAM params[]);
+#endif
 void *p11b_sig_dupctx(void *vctx);
 int p11b_sig_init(void *vctx, void *keydata, const OSSL_PARAM params[],
                   enum p11b_sig_op op);

@@ -40,6 +40,18 @@ void *p11b_sig_newctx(void *provctx, const char *propq,
     return ctx;
 }
 
+#ifdef OSSL_FUNC_SIGNATURE_SIGN_MESSAGE_INIT
+void *p11b_sig_newctx_md(void *provctx, const char *propq,
+                         enum p11b_sig_kind kind, const char *md)
+{
+    struct p11b_sig_ctx *ctx = p11b_sig_newctx(provctx, propq, kind);
+
+    if (ctx != NULL)
+        ctx->fixed_md = md;
+    return ctx;
+}
+#endif
+
 /* Forget the operation, keep the provider and properties. */
 static void sig_reset(struct p11b_sig_ctx *ctx)
 {
@@ -102,6 +114,7 @@ void *p11b_sig_dupctx(void *vctx)
     if (dst == NULL)
         return NULL;
     dst->op = src->op;
+    dst->fixed_md = src->fixed_md;
     dst->key = p11b_key_up_ref(src->key);
     dst->buffer_msg = src->buffer_msg;
     dst->twin_deferred = src->twin_deferred;
@@ -263,6 +276,34 @@ err_raised:
     sig_reset(ctx);
     return 0;
 }
+
+#ifdef OSSL_FUNC_SIGNATURE_SIGN_MESSAGE_INIT
+int p11b_sig_message_init(void *vctx, void *keydata, const OSSL_PARAM params[])
+{
+    struct p11b_sig_ctx *ctx = vctx;
+
+    return p11b_sig_digest_init(vctx, ctx->fixed_md, keydata, params,
+                                P11B_SIG_DIGEST_SIGN);
+}
+
+int p11b_sig_composite_sign_init(void *vctx, void *keydata,
+                                 const OSSL_PARAM params[])
+{
+    struct p11b_sig_ctx *ctx = vctx;
+    OSSL_PARAM md[2];
+
+    if (!p11b_sig_init(vctx, keydata, params, P11B_SIG_SIGN))
+        return 0;
+    md[0] = OSSL_PARAM_construct_utf8_string(OSSL_SIGNATURE_PARAM_DIGEST,
+                                             (char *)ctx->fixed_md, 0);
+    md[1] = OSSL_PARAM_construct_end();
+    if (EVP_PKEY_CTX_set_params(ctx->soft, md))
+        return 1;
+    P11B_RAISE(ctx->prov, P11B_R_INTERNAL, "cannot set digest %s",
+               ctx->fixed_md);
+    return 0;
+}
+#endif
 
 const EVP_MD *p11b_sig_md(struct p11b_sig_ctx *ctx, EVP_MD **fetched)
 {

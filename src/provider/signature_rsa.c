@@ -550,3 +550,134 @@ const OSSL_DISPATCH p11b_rsa_signature_functions[] = {
       (void (*)(void))rsa_settable_ctx_params },
     { 0, NULL }
 };
+
+/* ---- OpenSSL 3.4+: composite algorithms, sign only -------------------- */
+#ifdef OSSL_FUNC_SIGNATURE_SIGN_MESSAGE_INIT
+static OSSL_FUNC_signature_newctx_fn rsa_sha224_newctx;
+static OSSL_FUNC_signature_newctx_fn rsa_sha256_newctx;
+static OSSL_FUNC_signature_newctx_fn rsa_sha384_newctx;
+static OSSL_FUNC_signature_newctx_fn rsa_sha512_newctx;
+static OSSL_FUNC_signature_sign_fn rsa_msg_sign;
+static OSSL_FUNC_signature_query_key_types_fn rsa_key_types;
+
+static void *rsa_sha224_newctx(void *provctx, const char *propq)
+{
+    return p11b_sig_newctx_md(provctx, propq, P11B_SIG_RSA, "SHA224");
+}
+
+static void *rsa_sha256_newctx(void *provctx, const char *propq)
+{
+    return p11b_sig_newctx_md(provctx, propq, P11B_SIG_RSA, "SHA256");
+}
+
+static void *rsa_sha384_newctx(void *provctx, const char *propq)
+{
+    return p11b_sig_newctx_md(provctx, propq, P11B_SIG_RSA, "SHA384");
+}
+
+static void *rsa_sha512_newctx(void *provctx, const char *propq)
+{
+    return p11b_sig_newctx_md(provctx, propq, P11B_SIG_RSA, "SHA512");
+}
+
+/* One shot: a message after sign_message_init, a digest after sign_init. */
+static int rsa_msg_sign(void *vctx, unsigned char *sig, size_t *siglen,
+                        size_t sigsize, const unsigned char *tbs,
+                        size_t tbslen)
+{
+    struct p11b_sig_ctx *ctx = vctx;
+
+    if (ctx->op == P11B_SIG_SIGN)
+        return rsa_sign(vctx, sig, siglen, sigsize, tbs, tbslen);
+    if (sig != NULL && !p11b_sig_digest_sign_update(vctx, tbs, tbslen))
+        return 0;
+    return rsa_digest_sign_final(vctx, sig, siglen, sigsize);
+}
+
+static const char **rsa_key_types(void)
+{
+    static const char *types[] = { "RSA", NULL };
+
+    return types;
+}
+
+const OSSL_DISPATCH p11b_rsa_sha224_signature_functions[] = {
+    { OSSL_FUNC_SIGNATURE_NEWCTX, (void (*)(void))rsa_sha224_newctx },
+    { OSSL_FUNC_SIGNATURE_SIGN_INIT,
+      (void (*)(void))p11b_sig_composite_sign_init },
+    { OSSL_FUNC_SIGNATURE_SIGN, (void (*)(void))rsa_msg_sign },
+    { OSSL_FUNC_SIGNATURE_SIGN_MESSAGE_INIT,
+      (void (*)(void))p11b_sig_message_init },
+    { OSSL_FUNC_SIGNATURE_SIGN_MESSAGE_UPDATE,
+      (void (*)(void))p11b_sig_digest_sign_update },
+    { OSSL_FUNC_SIGNATURE_SIGN_MESSAGE_FINAL, (void (*)(void))rsa_digest_sign_final },
+    { OSSL_FUNC_SIGNATURE_FREECTX, (void (*)(void))p11b_sig_freectx },
+    { OSSL_FUNC_SIGNATURE_DUPCTX, (void (*)(void))p11b_sig_dupctx },
+    { OSSL_FUNC_SIGNATURE_GET_CTX_PARAMS,
+      (void (*)(void))p11b_sig_get_ctx_params },
+    { OSSL_FUNC_SIGNATURE_GETTABLE_CTX_PARAMS,
+      (void (*)(void))rsa_gettable_ctx_params },
+    { OSSL_FUNC_SIGNATURE_QUERY_KEY_TYPES, (void (*)(void))rsa_key_types },
+    { 0, NULL }
+};
+
+const OSSL_DISPATCH p11b_rsa_sha256_signature_functions[] = {
+    { OSSL_FUNC_SIGNATURE_NEWCTX, (void (*)(void))rsa_sha256_newctx },
+    { OSSL_FUNC_SIGNATURE_SIGN_INIT,
+      (void (*)(void))p11b_sig_composite_sign_init },
+    { OSSL_FUNC_SIGNATURE_SIGN, (void (*)(void))rsa_msg_sign },
+    { OSSL_FUNC_SIGNATURE_SIGN_MESSAGE_INIT,
+      (void (*)(void))p11b_sig_message_init },
+    { OSSL_FUNC_SIGNATURE_SIGN_MESSAGE_UPDATE,
+      (void (*)(void))p11b_sig_digest_sign_update },
+    { OSSL_FUNC_SIGNATURE_SIGN_MESSAGE_FINAL, (void (*)(void))rsa_digest_sign_final },
+    { OSSL_FUNC_SIGNATURE_FREECTX, (void (*)(void))p11b_sig_freectx },
+    { OSSL_FUNC_SIGNATURE_DUPCTX, (void (*)(void))p11b_sig_dupctx },
+    { OSSL_FUNC_SIGNATURE_GET_CTX_PARAMS,
+      (void (*)(void))p11b_sig_get_ctx_params },
+    { OSSL_FUNC_SIGNATURE_GETTABLE_CTX_PARAMS,
+      (void (*)(void))rsa_gettable_ctx_params },
+    { OSSL_FUNC_SIGNATURE_QUERY_KEY_TYPES, (void (*)(void))rsa_key_types },
+    { 0, NULL }
+};
+
+const OSSL_DISPATCH p11b_rsa_sha384_signature_functions[] = {
+    { OSSL_FUNC_SIGNATURE_NEWCTX, (void (*)(void))rsa_sha384_newctx },
+    { OSSL_FUNC_SIGNATURE_SIGN_INIT,
+      (void (*)(void))p11b_sig_composite_sign_init },
+    { OSSL_FUNC_SIGNATURE_SIGN, (void (*)(void))rsa_msg_sign },
+    { OSSL_FUNC_SIGNATURE_SIGN_MESSAGE_INIT,
+      (void (*)(void))p11b_sig_message_init },
+    { OSSL_FUNC_SIGNATURE_SIGN_MESSAGE_UPDATE,
+      (void (*)(void))p11b_sig_digest_sign_update },
+    { OSSL_FUNC_SIGNATURE_SIGN_MESSAGE_FINAL, (void (*)(void))rsa_digest_sign_final },
+    { OSSL_FUNC_SIGNATURE_FREECTX, (void (*)(void))p11b_sig_freectx },
+    { OSSL_FUNC_SIGNATURE_DUPCTX, (void (*)(void))p11b_sig_dupctx },
+    { OSSL_FUNC_SIGNATURE_GET_CTX_PARAMS,
+      (void (*)(void))p11b_sig_get_ctx_params },
+    { OSSL_FUNC_SIGNATURE_GETTABLE_CTX_PARAMS,
+      (void (*)(void))rsa_gettable_ctx_params },
+    { OSSL_FUNC_SIGNATURE_QUERY_KEY_TYPES, (void (*)(void))rsa_key_types },
+    { 0, NULL }
+};
+
+const OSSL_DISPATCH p11b_rsa_sha512_signature_functions[] = {
+    { OSSL_FUNC_SIGNATURE_NEWCTX, (void (*)(void))rsa_sha512_newctx },
+    { OSSL_FUNC_SIGNATURE_SIGN_INIT,
+      (void (*)(void))p11b_sig_composite_sign_init },
+    { OSSL_FUNC_SIGNATURE_SIGN, (void (*)(void))rsa_msg_sign },
+    { OSSL_FUNC_SIGNATURE_SIGN_MESSAGE_INIT,
+      (void (*)(void))p11b_sig_message_init },
+    { OSSL_FUNC_SIGNATURE_SIGN_MESSAGE_UPDATE,
+      (void (*)(void))p11b_sig_digest_sign_update },
+    { OSSL_FUNC_SIGNATURE_SIGN_MESSAGE_FINAL, (void (*)(void))rsa_digest_sign_final },
+    { OSSL_FUNC_SIGNATURE_FREECTX, (void (*)(void))p11b_sig_freectx },
+    { OSSL_FUNC_SIGNATURE_DUPCTX, (void (*)(void))p11b_sig_dupctx },
+    { OSSL_FUNC_SIGNATURE_GET_CTX_PARAMS,
+      (void (*)(void))p11b_sig_get_ctx_params },
+    { OSSL_FUNC_SIGNATURE_GETTABLE_CTX_PARAMS,
+      (void (*)(void))rsa_gettable_ctx_params },
+    { OSSL_FUNC_SIGNATURE_QUERY_KEY_TYPES, (void (*)(void))rsa_key_types },
+    { 0, NULL }
+};
+#endif
