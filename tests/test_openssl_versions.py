@@ -289,6 +289,31 @@ def test_token_pkcs1_decryption_matches_the_default_provider(soft_rsa,
         f"default provider: {u.describe(sp)}\nours: {u.describe(p)}"
 
 
+
+def test_implicit_rejection_off_is_an_error_even_if_the_token_rejects_implicitly(
+        soft_rsa, tmp_path):
+    """rsa_pkcs1_implicit_rejection:0 (what CMS sets on 3.2+): a bad
+    ciphertext is an error, as with the default provider, even though
+    SoftHSM linked to 3.2+ rejects implicitly in CKM_RSA_PKCS: the
+    provider then checks the padding itself after raw RSA."""
+    tok, key, pem, env, _raw = soft_rsa
+    if openssl_version(tmp_path) < (3, 2):
+        pytest.skip("implicit rejection (and turning it off) is OpenSSL "
+                    "3.2+")
+    soft = u.default_only_env(tmp_path)
+    uri = tok.uri(SOFT_RSA, "private")
+    off = ["-pkeyopt", "rsa_pkcs1_implicit_rejection:0"]
+    bad = bad_ciphertext(key, b"cms")
+    sp, sout = decrypt_with(soft, tmp_path, pem, bad, off, name="soft")
+    p, out = decrypt_with(env, tmp_path, uri, bad, off, name="tok")
+    assert sout is None, u.describe(sp)
+    assert out is None and "RSA decryption (PKCS#1 v1.5)" in p.stderr, \
+        u.describe(p)
+    msg = os.urandom(24)
+    good = key.public_key().encrypt(msg, padding.PKCS1v15())
+    p, out = decrypt_with(env, tmp_path, uri, good, off, name="good")
+    assert out == msg, u.describe(p)
+
 # ---- the message-signing API with composite names (OpenSSL 3.4+) -------------
 
 COMPOSITES = [("RSA-SHA256", "rsa2048", "sha256"),

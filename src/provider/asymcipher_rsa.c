@@ -520,6 +520,14 @@ static int oaep_refused(CK_RV rv)
            rv == CKR_ARGUMENTS_BAD;
 }
 
+static int have_implicit_rejection(void);
+
+/* The caller turned implicit rejection off where OpenSSL has it. */
+static int explicit_rejection_asked(const struct dec_settings *st)
+{
+    return have_implicit_rejection() && !st->implicit_rejection;
+}
+
 static int rsac_decrypt(void *vctx, unsigned char *out, size_t *outlen,
                         size_t outsize, const unsigned char *in, size_t inlen)
 {
@@ -585,7 +593,11 @@ static int rsac_decrypt(void *vctx, unsigned char *out, size_t *outlen,
             fail(ctx, rv, "OAEP");
         break;
     case RSA_PKCS1_PADDING:
-        if (usable(ctx, CKM_RSA_PKCS)) {
+        /* Implicit rejection turned off on 3.2+ (CMS does): a token may
+         * still reject implicitly on its own (SoftHSM linked to 3.2+), so
+         * with raw RSA at hand the padding is checked here, explicitly. */
+        if (usable(ctx, CKM_RSA_PKCS) &&
+            !(explicit_rejection_asked(&st) && usable(ctx, CKM_RSA_X_509))) {
             rv = token_decrypt(ctx, &mech, in, inlen, out, outlen, &raised);
             ok = rv == CKR_OK;
             if (!ok && !raised)
