@@ -144,6 +144,33 @@ def test_pss_salt_length_settings_verify_in_software(token, tmp_path, method,
             u.crypto_hash(digest))
 
 
+@pytest.mark.parametrize("setting", [None, "auto-digestmax", "digest"],
+                         ids=["default", "auto-digestmax", "digest"])
+def test_pss_default_salt_with_raw_rsa_only(token, make_config, tmp_path,
+                                            setting):
+    """The same on a token with raw RSA only: the EMSA-PSS encoding is
+    done here, with the salt length the running OpenSSL would use."""
+    faultmod = os.environ.get("P11BRIDGE_FAULTMOD")
+    if not faultmod or not os.path.exists(faultmod):
+        pytest.fail(f"P11BRIDGE_FAULTMOD={faultmod!r}: `make check` exports "
+                    "the built fault-injection module", pytrace=False)
+    version = openssl_version(tmp_path)
+    env = make_config(token, pkcs11_module_path=faultmod)
+    env.update(FAULTMOD_MODULE=token.module, FAULTMOD_ONLY_MECHS="",
+               FAULTMOD_HIDE_MECHS="CKM_RSA_PKCS,CKM_RSA_PKCS_PSS",
+               FAULTMOD_COUNT_FILE=str(tmp_path / "faultmod-calls.txt"))
+    env = u.with_log(env, tmp_path / "raw.log")
+    msg = os.urandom(300)
+    sig = pss_sign(token, env, tmp_path, "dgst", "sha256", setting, msg)
+    assert u.sign_inits(u.read_log(env)) == [("CKM_RSA_X_509", "CKR_OK")]
+    pub = write_pub(token, tmp_path)
+    key = serialization.load_pem_public_key(pub.read_bytes())
+    key.verify(sig.read_bytes(), msg, padding.PSS(
+        mgf=padding.MGF1(u.crypto_hash("sha256")),
+        salt_length=expected_salt(version, "sha256", setting)),
+        u.crypto_hash("sha256"))
+
+
 # ---- deterministic ECDSA (nonce-type, OpenSSL 3.2+) -------------------------
 
 @pytest.mark.parametrize("method", ["pkeyutl", "dgst"])
