@@ -392,7 +392,13 @@ static CK_RV get_slot_ids(struct p11b_module *m, CK_SLOT_ID **out,
         ids = calloc(n + 1, sizeof(*ids));
         if (ids == NULL)
             return CKR_HOST_MEMORY;
+        /* No token: nothing to fetch. Asking anyway fails on some modules
+         * (the p11-kit client answers CKR_BUFFER_TOO_SMALL). */
+        if (n == 0)
+            break;
         rv = m->fns->C_GetSlotList(CK_TRUE, ids, &n);
+        P11B_LOG(2, "C_GetSlotList(present, %lu) -> %s", n, p11b_rv_name(rv));
+        p11b_note_call("C_GetSlotList", rv);
         if (rv != CKR_BUFFER_TOO_SMALL) /* a token arrived in between */
             break;
     }

@@ -197,6 +197,17 @@ CK_RV p11b_slot_refresh(struct p11b_slot *s)
         return rv;
     rv = f->C_GetTokenInfo(s->id, &ti);
     P11B_LOG(2, "C_GetTokenInfo(slot %lu) -> %s", s->id, p11b_rv_name(rv));
+    if (rv == CKR_GENERAL_ERROR) {
+        /* Once more after a pause: SoftHSM fails so while another process
+         * rewrites the token's files. A token that cannot be read at all
+         * fails again, and that is what the caller reports. */
+        struct timespec pause = { 0, 20 * 1000 * 1000 };
+
+        nanosleep(&pause, NULL);
+        rv = f->C_GetTokenInfo(s->id, &ti);
+        P11B_LOG(2, "C_GetTokenInfo(slot %lu) again -> %s", s->id,
+                 p11b_rv_name(rv));
+    }
     p11b_note_call("C_GetTokenInfo", rv);
 
     pthread_mutex_lock(&s->lock);

@@ -134,12 +134,25 @@ void p11b_raise(const struct p11b_prov *prov, int reason, const char *file,
     raise_text(prov, reason, file, line, func, text);
 }
 
+const char *p11b_rv_hint(const char *fn, CK_RV rv)
+{
+    /* SoftHSM (and others) answer CKR_GENERAL_ERROR when they cannot read
+     * the token's files: typically a server worker after it switched to
+     * its unprivileged user. */
+    if (fn != NULL && rv == CKR_GENERAL_ERROR &&
+        (strcmp(fn, "C_GetTokenInfo") == 0 ||
+         strcmp(fn, "C_GetSlotInfo") == 0))
+        return ": can this user read the token (its files, its daemon)?";
+    return "";
+}
+
 void p11b_raise_rv(const struct p11b_prov *prov, int fallback, CK_RV rv,
                    const char *file, int line, const char *func,
                    const char *fmt, ...)
 {
     char what[384], text[512];
     const char *fn = p11b_take_failed_call(rv);
+    const char *hint = p11b_rv_hint(fn, rv);
     va_list ap;
 
     va_start(ap, fmt);
@@ -149,8 +162,8 @@ void p11b_raise_rv(const struct p11b_prov *prov, int fallback, CK_RV rv,
     if (fn != NULL && strncmp(what, fn, strlen(fn)) == 0 &&
         (what[strlen(fn)] == ' ' || what[strlen(fn)] == '\0'))
         fn = NULL;
-    snprintf(text, sizeof(text), "%s: %s%s%s (0x%08lx)", what,
+    snprintf(text, sizeof(text), "%s: %s%s%s (0x%08lx)%s", what,
              fn != NULL ? fn : "", fn != NULL ? " returned " : "", rv_text(rv),
-             rv);
+             rv, hint);
     raise_text(prov, p11b_reason_for_rv(rv, fallback), file, line, func, text);
 }

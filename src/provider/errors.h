@@ -54,6 +54,10 @@ void p11b_raise_rv(const struct p11b_prov *prov, int fallback, CK_RV rv,
                    const char *file, int line, const char *func,
                    const char *fmt, ...) __attribute__((format(printf, 7, 8)));
 
+/* A hint for what the user can check when Cryptoki call fn returned rv
+ * (": can this user read the token...?"), or "". */
+const char *p11b_rv_hint(const char *fn, CK_RV rv);
+
 /* The reason users act on for a CK_RV, else fallback. */
 int p11b_reason_for_rv(CK_RV rv, int fallback);
 

@@ -53,13 +53,33 @@ int p11b_prov_module_ready(struct p11b_prov *prov)
     return 0;
 }
 
-static int slot_matches(struct p11b_slot *s, const struct p11b_uri *uri)
+/* *bad keeps the first slot whose token could not be read (other than
+ * "no token in it"): the likely cause when nothing matches. */
+struct slot_failure {
+    CK_SLOT_ID id;
+    CK_RV rv;
+};
+
+static int slot_matches(struct p11b_slot *s, const struct p11b_uri *uri,
+                        int reread, struct slot_failure *bad)
 {
     CK_TOKEN_INFO ti;
     CK_SLOT_INFO si;
+    CK_RV rv;
 
-    if (p11b_slot_token_info(s, &ti) != CKR_OK)
+    /* On a rescan read the token info again: a token another process is
+     * writing may have been caught half-written (seen: SoftHSM). */
+    rv = reread ? p11b_slot_refresh(s) : CKR_OK;
+    if (rv == CKR_OK)
+        rv = p11b_slot_token_info(s, &ti);
+
+    if (rv != CKR_OK) {
+        if (rv != CKR_TOKEN_NOT_PRESENT && bad->rv == CKR_OK) {
+            bad->id = s->id;
+            bad->rv = rv;
+        }
         return 0; /* no token in it now */
+    }
     if (!(ti.flags & CKF_TOKEN_INITIALIZED))
         return 0; /* a blank token holds nothing to find */
     pthread_mutex_lock(&s->lock);
@@ -70,11 +90,20 @@ static int slot_matches(struct p11b_slot *s, const struct p11b_uri *uri)
            p11b_uri_match_token(uri, &ti);
 }
 
+/* slot_matches for a selector, where a failure only means "not this one". */
+static int slot_selected(struct p11b_slot *s, const struct p11b_uri *uri)
+{
+    struct slot_failure ignored = { 0, CKR_OK };
+
+    return slot_matches(s, uri, 0, &ignored);
+}
+
 int p11b_prov_match_slots(struct p11b_prov *prov, const struct p11b_uri *uri,
                           struct p11b_slot ***out, size_t *out_n)
 {
     struct p11b_slot **all, **hits = NULL;
-    size_t n, i, k = 0;
+    struct slot_failure bad = { 0, CKR_OK };
+    size_t n = 0, i, k = 0;
     int pass;
     CK_RV rv;
 
@@ -82,6 +111,7 @@ int p11b_prov_match_slots(struct p11b_prov *prov, const struct p11b_uri *uri,
         return 0;
     for (pass = 0; pass < 2 && k == 0; pass++) {
         /* The second pass rescans: a token may have been inserted. */
+        bad.rv = CKR_OK;
         P11B_QUIET(rv = p11b_module_slots(prov->mod, pass, &all, &n));
         if (rv != CKR_OK) {
             P11B_RAISE_RV(prov, P11B_R_MODULE_INIT, rv, "C_GetSlotList(%s)",
@@ -92,7 +122,7 @@ int p11b_prov_match_slots(struct p11b_prov *prov, const struct p11b_uri *uri,
         for (i = 0; i < n; i++) {
             int match;
 
-            P11B_QUIET(match = slot_matches(all[i], uri));
+            P11B_QUIET(match = slot_matches(all[i], uri, pass > 0, &bad));
             if (match)
                 hits[k++] = all[i];
         }
@@ -102,8 +132,21 @@ int p11b_prov_match_slots(struct p11b_prov *prov, const struct p11b_uri *uri,
     if (k == 0) {
         char *u = p11b_uri_format(uri, P11B_URI_FMT_NO_QUERY);
 
-        P11B_RAISE(prov, P11B_R_TOKEN_NOT_FOUND, "%s (module %s)",
-                   u != NULL ? u : "pkcs11:", prov->cfg.module_path);
+        if (n == 0)
+            P11B_RAISE(prov, P11B_R_TOKEN_NOT_FOUND,
+                       "%s: no token in module %s (C_GetSlotList lists no "
+                       "slot with a token present)",
+                       u != NULL ? u : "pkcs11:", prov->cfg.module_path);
+        else if (bad.rv != CKR_OK)
+            P11B_RAISE(prov, P11B_R_TOKEN_NOT_FOUND,
+                       "%s (module %s): C_GetTokenInfo(slot %lu) returned "
+                       "%s (0x%08lx)%s",
+                       u != NULL ? u : "pkcs11:", prov->cfg.module_path,
+                       bad.id, p11b_rv_name(bad.rv), bad.rv,
+                       p11b_rv_hint("C_GetTokenInfo", bad.rv));
+        else
+            P11B_RAISE(prov, P11B_R_TOKEN_NOT_FOUND, "%s (module %s)",
+                       u != NULL ? u : "pkcs11:", prov->cfg.module_path);
         free(u);
         return 0;
     }
@@ -185,7 +228,7 @@ static int sole_login_token(struct p11b_prov *prov, const struct p11b_uri *sel,
     for (i = 0; i < n; i++) {
         P11B_QUIET(hit = p11b_slot_token_info(all[i], &ti) == CKR_OK &&
                          (ti.flags & CKF_TOKEN_INITIALIZED) &&
-                         (sel == NULL || slot_matches(all[i], sel)));
+                         (sel == NULL || slot_selected(all[i], sel)));
         if (!hit || (all[i] != s && !(ti.flags & CKF_LOGIN_REQUIRED)))
             continue;
         k++;
@@ -212,7 +255,7 @@ static int config_pin_goes_to(struct p11b_prov *prov, struct p11b_slot *s,
         return 0;
     if (prov->cfg.pin_token == NULL)
         return sole_login_token(prov, NULL, s, out_n);
-    P11B_QUIET(hit = slot_matches(s, prov->cfg.pin_token));
+    P11B_QUIET(hit = slot_selected(s, prov->cfg.pin_token));
     return hit;
 }
 
