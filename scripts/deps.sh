@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Install the Debian 12 packages p11bridge builds and tests with.
 # Does nothing when they are all present; needs root (or sudo) otherwise.
+#   deps.sh --tokens   also the tokens of the compatibility matrix
+#                      (tests/test_token_matrix.py, scripts/compat.sh)
 set -euo pipefail
 
 PACKAGES=(
@@ -12,6 +14,17 @@ PACKAGES=(
     clang valgrind
     curl nginx-light apache2 haproxy lighttpd lighttpd-mod-openssl
 )
+
+# The real tokens of tests/tokens (SoftHSM and p11-kit are above).
+TOKEN_PACKAGES=(
+    libnss3 libnss3-tools
+    opencryptoki
+    libtpm2-pkcs11-1 libtpm2-pkcs11-tools tpm2-tools swtpm swtpm-tools
+    tpm2-abrmd libtss2-tcti-tabrmd0 dbus-daemon
+)
+if [ "${1:-}" = --tokens ]; then
+    PACKAGES+=("${TOKEN_PACKAGES[@]}")
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

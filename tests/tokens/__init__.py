@@ -245,16 +245,15 @@ def _softhsm_token(root, label, pin=PIN):
 
 # ---- the tokens, easiest first ---------------------------------------------
 
-SOFTHSM_CANNOT = {
-    "decrypt-oaep-sha256": "token lacks OAEP with SHA-256 (SoftHSM 2.6 "
-                           "does SHA-1 only: CKR_ARGUMENTS_BAD)",
-}
+# SoftHSM lacks OAEP with SHA-256 (CKR_ARGUMENTS_BAD), but the provider
+# decrypts it with raw RSA and unpads in software: not declared.
+SOFTHSM_CANNOT = {}
 
 
 def setup_softhsm(root):
     _need(SOFTHSM, "softhsm2-util", "pkcs11-tool")
     env = _softhsm_token(root, "softhsm")
-    rig = Rig("softhsm", "SoftHSM v2", root, SOFTHSM, "softhsm", PIN, env,
+    rig = Rig("softhsm", TITLES["softhsm"], root, SOFTHSM, "softhsm", PIN, env,
               cannot=dict(SOFTHSM_CANNOT), packages=["softhsm2"])
     rig.make_keys()
     return rig
@@ -264,7 +263,7 @@ def setup_p11kit_proxy(root):
     """p11-kit-proxy.so with a module list of our own (SoftHSM only)."""
     _need(SOFTHSM, P11KIT_PROXY)
     env = _softhsm_token(root, "proxied")
-    rig = Rig("p11kit-proxy", "p11-kit-proxy → SoftHSM", root, P11KIT_PROXY,
+    rig = Rig("p11kit-proxy", TITLES["p11kit-proxy"], root, P11KIT_PROXY,
               "proxied", PIN, env, cannot=dict(SOFTHSM_CANNOT),
               packages=["p11-kit-modules", "softhsm2"])
     mods = root / "modules"
@@ -299,11 +298,11 @@ def setup_p11kit_remote(root):
     sock = root / "p11kit.sock"
     env["P11_KIT_SERVER_ADDRESS"] = f"unix:path={sock}"
     filtered = "filtered by p11-kit 0.24's RPC allow-list"
-    rig = Rig("p11kit-remote", "p11-kit client → p11-kit server → SoftHSM",
+    rig = Rig("p11kit-remote", TITLES["p11kit-remote"],
               root, P11KIT_CLIENT, "remote", PIN, env,
               cannot=dict(SOFTHSM_CANNOT,
                           ecdh=f"token lacks CKM_ECDH1_DERIVE ({filtered})"),
-              packages=["p11-kit", "p11-kit-modules", "softhsm2"])
+              packages=["p11-kit", "softhsm2"])
     _p11kit_server(rig, sock, SOFTHSM, "pkcs11:token=remote", server_env)
     rig.make_keys()
     return rig
@@ -320,7 +319,7 @@ def setup_nss(root):
     u.run(["certutil", "-N", "-d", f"sql:{db}", "-f", pw], env)
     init = f"configdir='sql:{db}' certPrefix='' keyPrefix='' " \
            "secmod='secmod.db' flags="
-    rig = Rig("nss", "NSS softokn", root, NSS_SOFTOKN, "NSS Certificate DB",
+    rig = Rig("nss", TITLES["nss"], root, NSS_SOFTOKN, "NSS Certificate DB",
               PIN, env, init_args=init, packages=["libnss3"],
               tool_module=P11KIT_PROXY)
     # pkcs11-tool cannot pass C_Initialize arguments: it reaches the
@@ -338,7 +337,7 @@ def setup_nss(root):
 def setup_opencryptoki(root):
     """openCryptoki's soft token with a private pkcsslotd (mount+IPC ns)."""
     _need(OPENCRYPTOKI, "pkcsslotd")
-    rig = Rig("opencryptoki", "openCryptoki soft token", root, OPENCRYPTOKI,
+    rig = Rig("opencryptoki", TITLES["opencryptoki"], root, OPENCRYPTOKI,
               "ock", SHORT_PIN, u.base_env(),
               packages=["opencryptoki"],
               cannot={c: "token lacks EC (openCryptoki 3.8 has no EC "
@@ -395,8 +394,8 @@ def setup_tpm2(root):
     state.mkdir()
     store.mkdir()
     env = u.base_env()
-    rig = Rig("tpm2", "tpm2-pkcs11 on swtpm + tpm2-abrmd", root, TPM2_PKCS11,
-              "tpm", PIN, env, packages=["libtpm2-pkcs11-1"],
+    rig = Rig("tpm2", TITLES["tpm2"], root, TPM2_PKCS11,
+              "tpm", PIN, env, packages=["libtpm2-pkcs11-1", "swtpm", "tpm2-abrmd"],
               cannot={"ecdh": "token lacks CKM_ECDH1_DERIVE (tpm2-pkcs11 1.9)"})
     port = _free_port_pair()
     rig.start(["swtpm", "socket", "--tpm2", "--tpmstate", f"dir={state}",
@@ -425,6 +424,15 @@ def setup_tpm2(root):
     rig.make_keys()
     return rig
 
+
+TITLES = {
+    "softhsm": "SoftHSM v2",
+    "p11kit-proxy": "p11-kit-proxy → SoftHSM",
+    "p11kit-remote": "p11-kit client → p11-kit server → SoftHSM",
+    "nss": "NSS softokn",
+    "opencryptoki": "openCryptoki soft token",
+    "tpm2": "tpm2-pkcs11 on swtpm + tpm2-abrmd",
+}
 
 SETUPS = {
     "softhsm": setup_softhsm,
