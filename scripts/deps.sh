@@ -21,6 +21,7 @@ TOKEN_PACKAGES=(
     opencryptoki
     libtpm2-pkcs11-1 libtpm2-pkcs11-tools tpm2-tools swtpm swtpm-tools
     tpm2-abrmd libtss2-tcti-tabrmd0 dbus-daemon
+    pcscd vsmartcard-vpcd libcacard-dev iproute2
 )
 if [ "${1:-}" = --tokens ]; then
     PACKAGES+=("${TOKEN_PACKAGES[@]}")

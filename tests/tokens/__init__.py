@@ -37,6 +37,8 @@ NSS_SOFTOKN = f"{LIBDIR}/libsoftokn3.so"
 OPENCRYPTOKI = f"{LIBDIR}/pkcs11/libopencryptoki.so"
 TPM2_PKCS11 = f"{LIBDIR}/pkcs11/libtpm2_pkcs11.so"
 P11KIT_MODULES = "/usr/share/p11-kit/modules"
+OPENSC = f"{LIBDIR}/opensc-pkcs11.so"
+VPCD = "/usr/lib/pcsc/drivers/serial/libifdvpcd.so"
 
 # Debian 12 packages each token needs (scripts/deps.sh installs the same).
 PACKAGES = {
@@ -48,6 +50,8 @@ PACKAGES = {
     "tpm2": ["libtpm2-pkcs11-1", "libtpm2-pkcs11-tools", "tpm2-tools",
              "swtpm", "swtpm-tools", "tpm2-abrmd", "libtss2-tcti-tabrmd0",
              "dbus-daemon"],
+    "opensc": ["opensc-pkcs11", "pcscd", "vsmartcard-vpcd", "libnss3-tools",
+               "libcacard-dev", "gcc", "pkg-config", "iproute2"],
 }
 
 PIN = u.PIN
@@ -81,6 +85,7 @@ class Rig:
     init_args: Optional[str] = None
     cannot: dict = field(default_factory=dict)   # check -> reason
     keys: dict = field(default_factory=dict)     # "rsa"/"ec" -> hex id
+    labels: dict = field(default_factory=dict)   # "rsa"/"ec" -> label
     packages: list = field(default_factory=list)
     pids: list = field(default_factory=list)     # stopped by close()
     procs: list = field(default_factory=list)    # Popen objects we own
@@ -106,8 +111,10 @@ class Rig:
     def ossl(self, *args, **kw):
         return self.run([u.OPENSSL, *args], **kw)
 
-    def uri(self, obj=None, type=None):
-        return u.make_uri(token=self.label, object=obj, type=type)
+    def uri(self, kind=None, type=None):
+        """pkcs11:token=...[;object=<the label of key kind>][;type=...]."""
+        return u.make_uri(token=self.label,
+                          object=self.labels.get(kind, kind), type=type)
 
     def write_provider_conf(self, provider, log):
         pin_file = self.root / "pin.txt"
@@ -432,7 +439,88 @@ TITLES = {
     "nss": "NSS softokn",
     "opencryptoki": "openCryptoki soft token",
     "tpm2": "tpm2-pkcs11 on swtpm + tpm2-abrmd",
+    "opensc": "OpenSC over a virtual CAC card (libcacard + vpcd + pcscd)",
 }
+
+def _build_vcard_bridge(root):
+    """Compile tests/tokens/vcard-vpcd.c (0.2 s) for this run."""
+    src = Path(__file__).with_name("vcard-vpcd.c")
+    p = subprocess.run(["pkg-config", "--cflags", "--libs", "libcacard"],
+                       capture_output=True, text=True)
+    if p.returncode != 0:
+        raise Unavailable("libcacard-dev is not installed")
+    exe = root / "vcard-vpcd"
+    u.run(["gcc", "-O2", "-Wall", "-o", exe, src, *p.stdout.split()],
+          u.base_env())
+    return exe
+
+
+def _card_db(root, pin):
+    """The card's NSS database: one RSA-2048 key that signs and decrypts."""
+    db = root / "carddb"
+    db.mkdir()
+    env = u.base_env()
+    # PBKDF2 iterations are stored per entry at import: 1 keeps each card
+    # RSA operation at ~4 ms instead of ~40 ms (test keys only).
+    env["NSS_MAX_MP_PBE_ITERATION_COUNT"] = "1"
+    pw = root / "cardpin.txt"
+    pw.write_text(pin + "\n")
+    u.run(["certutil", "-N", "-d", f"sql:{db}", "-f", pw], env)
+    key, crt, p12 = root / "card.key", root / "card.crt", root / "card.p12"
+    u.run([u.OPENSSL, "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+           "-keyout", key, "-out", crt, "-subj", "/CN=p11b-cac", "-days", "30",
+           "-addext", "keyUsage=critical,digitalSignature,keyEncipherment"],
+          env)
+    u.run([u.OPENSSL, "pkcs12", "-export", "-inkey", key, "-in", crt,
+           "-name", "card1", "-out", p12, "-passout", "pass:p12"], env)
+    u.run(["pk12util", "-i", p12, "-d", f"sql:{db}", "-W", "p12", "-k", pw],
+          env)
+    key.unlink()
+    return db
+
+
+def setup_opensc(root):
+    """OpenSC over a virtual CAC card: libcacard behind vpcd in pcscd, all
+    in a private mount + network namespace (pcscd's socket is fixed at
+    /run/pcscd, vpcd listens on every address)."""
+    _need(OPENSC, "pcscd", VPCD, "pk12util", "gcc", "opensc-tool")
+    exe = _build_vcard_bridge(root)
+    db = _card_db(root, SHORT_PIN)
+    no_keygen = "token lacks key generation (a CAC card is read-only in " \
+                "OpenSC)"
+    no_ec = "token lacks EC (libcacard's CAC applet is RSA only)"
+    rig = Rig("opensc", TITLES["opensc"], root, OPENSC, "p11b-cac",
+              SHORT_PIN, u.base_env(), packages=["opensc-pkcs11", "pcscd",
+                                                 "vsmartcard-vpcd",
+                                                 "libcacard0"],
+              cannot={"genpkey-rsa": no_keygen, "genpkey-ec": no_keygen,
+                      "ecdsa": no_ec, "ecdh": no_ec})
+    _need_root(rig.title)
+    p = rig.start(["unshare", "--mount", "--net", "--propagation", "private",
+                   "sleep", "infinity"], root / "holder.log")
+    rig.prefix = ["nsenter", "-t", str(p.pid), "--mount", "--net", "--"]
+    _wait(lambda: os.readlink(f"/proc/{p.pid}/ns/net")
+          != os.readlink("/proc/self/ns/net"), "the namespace holder")
+    env = u.base_env()
+    rig.run(["mount", "-t", "tmpfs", "-o", "mode=0755", "tmpfs", "/run"],
+            env=env)
+    rig.run(["ip", "link", "set", "lo", "up"], env=env)
+    port = 35963
+    conf = root / "reader.conf.d"
+    conf.mkdir()
+    (conf / "vpcd").write_text(
+        f'FRIENDLYNAME "Virtual PCD"\nDEVICENAME /dev/null:{port}\n'
+        f"LIBPATH {VPCD}\nCHANNELID {port}\n")
+    rig.start(["pcscd", "-f", "-c", conf], root / "pcscd.log", env=env)
+    rig.start([exe, port, db, "card1"], root / "card.log", env=env)
+    _wait(lambda: rig.run(["opensc-tool", "-a"], env=env,
+                          ok=False).returncode == 0, "the virtual card",
+          timeout=20)
+    # OpenSC's CAC emulation: ids are 2 bytes, labels fixed
+    rig.keys["rsa"] = "0001"
+    rig.labels["rsa"] = "CAC ID Certificate"
+    return rig
+
 
 SETUPS = {
     "softhsm": setup_softhsm,
@@ -441,6 +529,7 @@ SETUPS = {
     "nss": setup_nss,
     "opencryptoki": setup_opencryptoki,
     "tpm2": setup_tpm2,
+    "opensc": setup_opensc,
 }
 
 
