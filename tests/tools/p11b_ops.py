@@ -364,17 +364,26 @@ def cmd_sign(args, ui):
     return report(out, out["signed"] == args.count)
 
 
-def cmd_threads(args, ui):
+def load_keys(args, ui):
+    """Every --uri key, then the --after-load-control switch:
+    (keys, None), or (None, error lines) with nothing left loaded."""
     keys = []
     for uri in args.uri:
         pkey, _, errors = load_key(uri, ui)
         if pkey is None:
             for k in keys:
                 C.EVP_PKEY_free(k)
-            return report({"errors": errors, "threads": []}, False)
+            return None, errors
         keys.append(pkey)
     if args.after_load_control is not None:
         set_control(args.after_load_control)
+    return keys, None
+
+
+def cmd_threads(args, ui):
+    keys, errors = load_keys(args, ui)
+    if keys is None:
+        return report({"errors": errors, "threads": []}, False)
     results = [{"key": t % len(keys), "ops": 0, "errors": []}
                for t in range(args.threads)]
     start = threading.Barrier(args.threads + 1)
@@ -419,16 +428,9 @@ def cmd_threads(args, ui):
 
 
 def cmd_steps(args, ui):
-    keys = []
-    for uri in args.uri:
-        pkey, _, errors = load_key(uri, ui)
-        if pkey is None:
-            for k in keys:
-                C.EVP_PKEY_free(k)
-            return report({"errors": errors, "steps": []}, False)
-        keys.append(pkey)
-    if args.after_load_control is not None:
-        set_control(args.after_load_control)
+    keys, errors = load_keys(args, ui)
+    if keys is None:
+        return report({"errors": errors, "steps": []}, False)
     steps = [run_step(keys, step) for step in args.steps]
     for k in keys:
         C.EVP_PKEY_free(k)
