@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Install the Debian 12 packages p11bridge builds and tests with.
-# Does nothing when they are all present; needs root (or sudo) otherwise.
+# Install the Debian packages p11bridge builds and tests with, on Debian 12
+# (bookworm), 13 (trixie) or unstable (sid). Does nothing when they are all
+# present; needs root (or sudo) otherwise. P11B_STAGES (see test.sh) leaves
+# out what no chosen stage needs: clang is for the fuzz stage only.
 #   deps.sh --tokens   also the tokens of the compatibility matrix
 #                      (tests/test_token_matrix.py, scripts/compat.sh)
 set -euo pipefail
@@ -11,9 +13,18 @@ PACKAGES=(
     softhsm2 opensc gnutls-bin
     python3 python3-pytest python3-cryptography python3-openssl
     python3-pykcs11
-    clang valgrind
-    curl nginx-light apache2 haproxy lighttpd lighttpd-mod-openssl
+    valgrind
+    curl apache2 haproxy lighttpd lighttpd-mod-openssl
 )
+stages=" ${P11B_STAGES:-fuzz} "
+[[ ${stages//,/ } != *" fuzz "* ]] || PACKAGES+=(clang)
+# Debian 12's nginx-light is the small build; from 13 on it is only a
+# transitional package (nginx plus an echo module) and nginx is the one.
+codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+case $codename in
+bookworm) PACKAGES+=(nginx-light) ;;
+*) PACKAGES+=(nginx) ;;
+esac
 
 # The real tokens of tests/tokens (SoftHSM and p11-kit are above).
 TOKEN_PACKAGES=(
