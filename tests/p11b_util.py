@@ -188,6 +188,33 @@ def openssl(env, *args, **kw):
     return run([OPENSSL, *args], env, **kw)
 
 
+_OPENSSL_VERSION = None
+
+
+def openssl_version():
+    """The (major, minor, patch) of the openssl program the tests run, e.g.
+    (3, 0, 17) on Debian 12, (3, 5, 9) on 13, (3, 6, 5) on unstable. Tests
+    branch on it where that version's programs really print or do something
+    else."""
+    global _OPENSSL_VERSION
+    if _OPENSSL_VERSION is None:
+        out = subprocess.run([OPENSSL, "version"], capture_output=True,
+                             text=True, check=True).stdout
+        m = re.match(r"OpenSSL (\d+)\.(\d+)\.(\d+)", out)
+        assert m, f"unexpected `openssl version` output: {out!r}"
+        _OPENSSL_VERSION = tuple(int(x) for x in m.groups())
+    return _OPENSSL_VERSION
+
+
+def dn_pattern(text):
+    """A regex for one RDN as `openssl` prints it in s_server's depth lines
+    and s_client's chain: OpenSSL 3.0 prints "CN = x", 3.5 and 3.6 print
+    "CN=x" (the versions between are not tested). `text` is "CN=x"."""
+    key, _, value = text.partition("=")
+    sep = "=" if openssl_version() >= (3, 5, 0) else " = "
+    return re.escape(key) + re.escape(sep) + re.escape(value)
+
+
 class LineReader:
     """Reads a child's stdout line by line with a deadline (no sleeps)."""
 
