@@ -673,6 +673,10 @@ class TlsCa:
         self.root = Path(root)
         self.key = ec.generate_private_key(ec.SECP256R1())
         self.subject = _name("/O=p11bridge tests/CN=p11b TLS test CA")
+        # Key identifiers as RFC 5280 asks: Python 3.13+ verifies with
+        # VERIFY_X509_STRICT, which refuses a chain without them.
+        self.ski = x509.SubjectKeyIdentifier.from_public_key(
+            self.key.public_key())
         self.serial = 0x7000
         now = datetime.datetime.now(datetime.timezone.utc)
         self.cert = (
@@ -686,6 +690,7 @@ class TlsCa:
             .add_extension(x509.KeyUsage(False, False, False, False, False,
                                          True, True, False, False),
                            critical=True)
+            .add_extension(self.ski, critical=False)
             .sign(self.key, hashes.SHA256()))
         self.pem = self.root / "ca.crt"
         self.pem.write_bytes(self.cert.public_bytes(
@@ -713,6 +718,9 @@ class TlsCa:
             .add_extension(x509.ExtendedKeyUsage(
                 [ExtendedKeyUsageOID.SERVER_AUTH,
                  ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier
+                           .from_issuer_subject_key_identifier(self.ski),
+                           critical=False)
             .sign(self.key, hashes.SHA256()))
         path = Path(path)
         path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
