@@ -507,7 +507,9 @@ def load():
 def mechs():
     c = Child()
     pk = c.pk
-    listed = pk.LowLevel.ckintlist()
+    # PyKCS11 1.5.20 (Debian unstable) renamed ckintlist to ckulonglist.
+    listed = getattr(pk.LowLevel, "ckulonglist", None)
+    listed = listed() if listed else pk.LowLevel.ckintlist()
     assert c.ll.C_GetMechanismList(c.slot, listed) == pk.CKR_OK
     s = c.open(login=True)
     rsa_key, ec_key = c.key(s, "rsa"), c.key(s, "p256")
