@@ -61,7 +61,10 @@ def test_genpkey_makes_a_non_extractable_key_pair(scratch_token, tmp_path, name)
     objs = objects_of(tok, label)
     kinds = sorted(k for k, _ in objs)
     assert kinds == ["Private", "Public"], objs
-    ids = {re.search(r"ID:\s+(\S+)", t).group(1) for _, t in objs}
+    # pkcs11-tool 0.27 prints the ID with colons ("4b:67:..."), 0.23 and
+    # 0.26 without; the bytes are what is compared.
+    ids = {re.search(r"ID:\s+(\S+)", t).group(1).replace(":", "")
+           for _, t in objs}
     assert ids == {"4b" + label.encode().hex()}, objs
     priv = next(t for k, t in objs if k == "Private")
     assert "never extractable" in priv and "sensitive" in priv, priv
