@@ -91,7 +91,7 @@ inner() {
     [ -z "${PYTEST_ARGS:-}" ] || envs+=("PYTEST_ARGS=$PYTEST_ARGS")
     t1=$(date +%s)
     say "installing packages (scripts/deps.sh)"
-    chroot "$root" "${envs[@]}" /root/p11bridge/scripts/deps.sh || {
+    chroot "$root" "${envs[@]}" /root/p11bridge/scripts/deps.sh --tokens || {
         say "package installation FAILED"
         return 1
     }
