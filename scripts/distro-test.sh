@@ -65,6 +65,9 @@ inner() {
     echo force-unsafe-io > "$root/etc/dpkg/dpkg.cfg.d/p11b-unsafe-io"
     [ -L "$root/etc/resolv.conf" ] || cp /etc/resolv.conf "$root/etc/resolv.conf"
 
+    # The root bound onto itself: inside the chroot "/" is then a mount
+    # point, which `unshare --mount` (the token matrix's namespaces) needs.
+    mountpoint -q "$root" || mount --bind "$root" "$root"
     mount -t proc proc "$root/proc"
     mount -t sysfs sysfs "$root/sys"
     mount --bind /dev "$root/dev"
@@ -112,7 +115,7 @@ inner() {
 unmount_all() {
     # Deepest first; everything under the root we mounted.
     local m
-    for m in tmp dev/shm dev/pts dev sys proc; do
+    for m in tmp dev/shm dev/pts dev sys proc ""; do
         ! mountpoint -q "$root/$m" || umount -l "$root/$m" || true
     done
 }

@@ -142,7 +142,13 @@ def test_i11_07_pss_restricted_public_half(scratch_token, tmp_path, maker):
         tok.tool("--keypairgen", "--key-type", "rsa:2048", "--label",
                  "pss7", "--id", "77", "--allowed-mechanisms",
                  "RSA-PKCS-PSS,SHA256-RSA-PKCS-PSS")
-        oid = u.OID_RSA
+        # pkcs11-tool 0.23 and 0.26 restrict the private object only: the
+        # pair is plain RSA; 0.27 restricts the public one too: RSA-PSS.
+        listing = tok.tool("--list-objects", "--type", "pubkey").stdout
+        block = listing[listing.index("label:      pss7"):]
+        block = block.split("Public Key Object", 1)[0]
+        oid = OID_RSASSA_PSS if "Allowed mechanisms: RSA-PKCS-PSS" in block \
+            else u.OID_RSA
     else:
         uri = u.make_uri(token=tok.label, object="pss7", id="77")
         tok.ossl("genpkey", "-propquery", "provider=pkcs11", "-algorithm",

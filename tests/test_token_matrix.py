@@ -140,23 +140,27 @@ def test_cert(rig, kind, tmp_path):
                    ec.ECDSA(cert.signature_hash_algorithm))
 
 
-@pytest.mark.parametrize("salt", ["digest", "max"])
+@pytest.mark.parametrize("salt", ["digest", "max", "default"])
 def test_rsa_pss(rig, salt, tmp_path):
-    """RSA-PSS (SHA-256) verifies in software; salt = the digest length, or
-    OpenSSL 3.0's default for pkeyutl/dgst (the maximum), which a TPM
-    refuses on the token (the provider then pads in software)."""
+    """RSA-PSS (SHA-256) verifies in software with the salt length asked
+    for: the digest's, the maximum (which a TPM refuses on the token: the
+    provider then pads in software), or OpenSSL's default for dgst: the
+    maximum on 3.0, "auto-digestmax" (the digest's length) from 3.1 on."""
     need(rig, "rsa-pss", "rsa")
     msg, sig = tmp_path / "msg", tmp_path / "sig"
     msg.write_bytes(os.urandom(1000))
     opts = ["-sigopt", "rsa_padding_mode:pss"]
-    if salt == "digest":
-        opts += ["-sigopt", "rsa_pss_saltlen:digest"]
+    if salt != "default":
+        opts += ["-sigopt", f"rsa_pss_saltlen:{salt}"]
     rig.ossl("dgst", "-sha256", "-sign", key_uri(rig, "rsa"), *opts,
              "-out", sig, msg)
     pub = public_key(rig, "rsa")
     # the maximum for a k-byte modulus: k - hLen - 2 (explicit: a verifier
     # given MAX_LENGTH would accept any salt length)
-    length = 32 if salt == "digest" else (pub.key_size + 7) // 8 - 32 - 2
+    largest = (pub.key_size + 7) // 8 - 32 - 2
+    if salt == "default":
+        salt = "max" if u.openssl_version() < (3, 1, 0) else "digest"
+    length = 32 if salt == "digest" else largest
     pub.verify(
         sig.read_bytes(), msg.read_bytes(),
         padding.PSS(padding.MGF1(hashes.SHA256()), length), hashes.SHA256())
