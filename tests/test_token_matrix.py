@@ -34,7 +34,7 @@ def rigs(tmp_path_factory, provider_path):
     yield RIGS
     report = {}
     for name, rig in RIGS.items():
-        if isinstance(rig, tokens.Unavailable):
+        if isinstance(rig, (tokens.Unavailable, SetupFailed)):
             report[name] = {"title": tokens.TITLES[name],
                             "unavailable": str(rig)}
             continue
@@ -60,6 +60,8 @@ def get_rig(name, rigs, tmp_path_factory, provider_path):
             rig = tokens.SETUPS[name](root)
         except tokens.Unavailable as e:
             rigs[name] = e
+        except Exception as e:  # a broken setup fails every check, once
+            rigs[name] = SetupFailed(f"setting up token {name} failed: {e}")
         else:
             rig.write_provider_conf(provider_path, root / "p11bridge.log")
             rig.setup_seconds = time.monotonic() - t0
@@ -67,7 +69,14 @@ def get_rig(name, rigs, tmp_path_factory, provider_path):
     rig = rigs[name]
     if isinstance(rig, tokens.Unavailable):
         pytest.skip(f"token {name} not available here: {rig}")
+    if isinstance(rig, SetupFailed):
+        pytest.fail(str(rig), pytrace=False)
     return rig
+
+
+class SetupFailed(Exception):
+    """A token's setup failed: its checks fail at once with this, instead
+    of each trying (and timing out) again."""
 
 
 @pytest.fixture(params=NAMES)
