@@ -367,9 +367,22 @@ def setup_nss(root):
     return rig
 
 
+def _ported(pkg, upto, why):
+    """Unavailable unless pkg's Debian version is at most `upto` (a tuple):
+    a setup written for Debian 12's version, not yet ported to newer ones."""
+    version = package_version(pkg)
+    nums = tuple(int(x) for x in version.split(":")[-1].split("+")[0]
+                 .split("-")[0].split(".")[:len(upto)] if x.isdigit())
+    if nums > upto:
+        raise Unavailable(f"not ported to {pkg} {version} yet: {why}")
+
+
 def setup_opencryptoki(root):
     """openCryptoki's soft token with a private pkcsslotd (mount+IPC ns)."""
     _need(OPENCRYPTOKI, "pkcsslotd")
+    _ported("opencryptoki", (3, 8), "3.2x's pkcsslotd (own user, pid and "
+            "socket under /run/opencryptoki) fails C_Initialize with "
+            "CKR_GENERAL_ERROR in the private setup")
     rig = Rig("opencryptoki", TITLES["opencryptoki"], root, OPENCRYPTOKI,
               "ock", SHORT_PIN, u.base_env(),
               packages=["opencryptoki"],
@@ -518,6 +531,8 @@ def setup_opensc(root):
     in a private mount + network namespace (pcscd's socket is fixed at
     /run/pcscd, vpcd listens on every address)."""
     _need(OPENSC, "pcscd", VPCD, "pk12util", "gcc", "opensc-tool")
+    _ported("pcscd", (1, 9), "the virtual card never shows up in pcscd 2.x "
+            "(timed out waiting for the virtual card)")
     exe = _build_vcard_bridge(root)
     db = _card_db(root, SHORT_PIN)
     no_keygen = "token lacks key generation (a CAC card is read-only in " \
