@@ -193,7 +193,7 @@ const OSSL_ALGORITHM *p11b_algorithms(struct p11b_prov *prov, int op)
 
     switch (op) {
     case OSSL_OP_KEYMGMT:
-        return keymgmt_algs;
+        return (blocked & P11B_BLOCK_KEYMGMT) ? NULL : keymgmt_algs;
     case OSSL_OP_SIGNATURE:
         return (blocked & P11B_BLOCK_SIGNATURE) ? NULL : signatures();
     case OSSL_OP_ASYM_CIPHER:

@@ -16,17 +16,37 @@
 #include <openssl/err.h>
 #include <openssl/params.h>
 
+#include "pkcs11/log.h"
 #include "pkcs11/uri.h"
 #include "provider/errors.h"
 #include "provider/provider.h"
 
 #define MAX_PIN_FILE 1024
 
-static const char *const known_keys[] = {
-    P11B_CFG_MODULE_PATH, P11B_CFG_INIT_ARGS,      P11B_CFG_TOKEN_PIN,
-    P11B_CFG_LOAD_BEHAVIOR, P11B_CFG_LOGIN_BEHAVIOR, P11B_CFG_CACHE_PINS,
-    P11B_CFG_CACHE_SESSIONS, P11B_CFG_ALLOW_EXPORT, P11B_CFG_QUIRKS,
-    P11B_CFG_BLOCK_OPS, P11B_CFG_CACHE_KEYS, P11B_CFG_TOKEN_PIN_TOKEN,
+/* Index of each key in known_keys (and in struct raw_config). */
+enum cfg_key {
+    K_MODULE_PATH, K_INIT_ARGS, K_TOKEN_PIN, K_LOAD_BEHAVIOR,
+    K_LOGIN_BEHAVIOR, K_CACHE_PINS, K_CACHE_SESSIONS, K_ALLOW_EXPORT,
+    K_QUIRKS, K_BLOCK_OPS, K_CACHE_KEYS, K_TOKEN_PIN_TOKEN,
+    K_ENCODE_URI_PEM, K_ASSUME_FIPS, K_DEFAULT_SLOT, K_COUNT_
+};
+
+static const char *const known_keys[K_COUNT_] = {
+    [K_MODULE_PATH] = P11B_CFG_MODULE_PATH,
+    [K_INIT_ARGS] = P11B_CFG_INIT_ARGS,
+    [K_TOKEN_PIN] = P11B_CFG_TOKEN_PIN,
+    [K_LOAD_BEHAVIOR] = P11B_CFG_LOAD_BEHAVIOR,
+    [K_LOGIN_BEHAVIOR] = P11B_CFG_LOGIN_BEHAVIOR,
+    [K_CACHE_PINS] = P11B_CFG_CACHE_PINS,
+    [K_CACHE_SESSIONS] = P11B_CFG_CACHE_SESSIONS,
+    [K_ALLOW_EXPORT] = P11B_CFG_ALLOW_EXPORT,
+    [K_QUIRKS] = P11B_CFG_QUIRKS,
+    [K_BLOCK_OPS] = P11B_CFG_BLOCK_OPS,
+    [K_CACHE_KEYS] = P11B_CFG_CACHE_KEYS,
+    [K_TOKEN_PIN_TOKEN] = P11B_CFG_TOKEN_PIN_TOKEN,
+    [K_ENCODE_URI_PEM] = P11B_CFG_ENCODE_URI_PEM,
+    [K_ASSUME_FIPS] = P11B_CFG_ASSUME_FIPS,
+    [K_DEFAULT_SLOT] = P11B_CFG_DEFAULT_SLOT,
 };
 
 /* Keys OpenSSL's own provider configuration uses. */
@@ -34,25 +54,55 @@ static const char *const openssl_keys[] = {
     "module", "activate", "identity", "soft_load",
 };
 
+/* A word of a list-valued key. A word with flag 0 comes from the
+ * de-facto provider's vocabulary and has no effect here: `why` says so in
+ * the debug log (docs/MIGRATING.md has the same table). */
 struct word_flag {
     const char *word;
     unsigned int flag;
+    const char *why;
 };
 
+#define NO_OP_ALGS "p11bridge offers no such algorithms"
+
 static const struct word_flag quirk_words[] = {
-    { "no-deinit", P11B_QUIRK_NO_DEINIT },
-    { "ecdh-der-point", P11B_QUIRK_ECDH_DER },
-    { "ecdh-raw-point", P11B_QUIRK_ECDH_RAW },
+    { "no-deinit", P11B_QUIRK_NO_DEINIT, NULL },
+    { "ecdh-der-point", P11B_QUIRK_ECDH_DER, NULL },
+    { "ecdh-raw-point", P11B_QUIRK_ECDH_RAW, NULL },
+    { "no-operation-state", 0,
+      "p11bridge never calls C_GetOperationState" },
+    { "no-session-callbacks", 0,
+      "p11bridge opens sessions without callbacks" },
+    { "no-allowed-mechanisms", 0,
+      "p11bridge reads CKA_ALLOWED_MECHANISMS only where a token has it, "
+      "and sets it only on RSA-PSS keys it generates" },
+    { "luna-non-standard-cku-user", 0, "p11bridge logs in as CKU_USER" },
+    { "skip-fork", 0,
+      "p11bridge always re-initialises lazily in a forked child" },
 };
 
 static const struct word_flag block_words[] = {
-    { "signature", P11B_BLOCK_SIGNATURE },
-    { "asym-cipher", P11B_BLOCK_ASYM_CIPHER },
-    { "keyexch", P11B_BLOCK_KEYEXCH },
-    { "encoder", P11B_BLOCK_ENCODER },
-    { "store", P11B_BLOCK_STORE },
-    { "decoder", P11B_BLOCK_DECODER },
+    { "signature", P11B_BLOCK_SIGNATURE, NULL },
+    { "asym-cipher", P11B_BLOCK_ASYM_CIPHER, NULL },
+    { "keyexch", P11B_BLOCK_KEYEXCH, NULL },
+    { "encoder", P11B_BLOCK_ENCODER, NULL },
+    { "store", P11B_BLOCK_STORE, NULL },
+    { "decoder", P11B_BLOCK_DECODER, NULL },
+    { "keymgmt", P11B_BLOCK_KEYMGMT, NULL },
+    { "digest", 0, NO_OP_ALGS },
+    { "cipher", 0, NO_OP_ALGS },
+    { "mac", 0, NO_OP_ALGS },
+    { "kdf", 0, NO_OP_ALGS },
+    { "rand", 0, NO_OP_ALGS },
+    { "kem", 0, NO_OP_ALGS },
+    { "skeymgmt", 0, NO_OP_ALGS },
 };
+
+static void no_effect(const char *key, const char *what, const char *why)
+{
+    P11B_LOG(1, "config: %s%s%s has no effect here: %s", key,
+             what != NULL ? " " : "", what != NULL ? what : "", why);
+}
 
 void p11b_config_clear(struct p11b_config *cfg)
 {
@@ -175,6 +225,8 @@ static int parse_words(struct p11b_prov *prov, const char *key,
                        (int)len, p);
             return 0;
         }
+        if (words[i].why != NULL)
+            no_effect(key, words[i].word, words[i].why);
         *out |= words[i].flag;
         p += len;
     }
@@ -197,8 +249,58 @@ static int parse_number(const char *s, unsigned long max, size_t *out)
 }
 
 struct raw_config {
-    const char *values[P11B_NELEM(known_keys)];
+    const char *values[K_COUNT_];
 };
+
+/* true or false (the de-facto provider's words); NULL keeps *out. */
+static int parse_bool(struct p11b_prov *prov, const char *key, const char *v,
+                      int *out)
+{
+    if (v == NULL)
+        return 1;
+    if (strcmp(v, "true") == 0)
+        *out = 1;
+    else if (strcmp(v, "false") == 0)
+        *out = 0;
+    else
+        return bad_value(prov, key, "must be true or false");
+    return 1;
+}
+
+/* Keys accepted for compatibility: their values are checked, then each
+ * says in the debug log that it changes nothing here. */
+static int apply_compat(struct p11b_prov *prov, const struct raw_config *raw)
+{
+    const char *v;
+    char *end;
+    int b = 0;
+
+    v = raw->values[K_ENCODE_URI_PEM];
+    if (!parse_bool(prov, P11B_CFG_ENCODE_URI_PEM, v, &b))
+        return 0;
+    if (v != NULL)
+        no_effect(P11B_CFG_ENCODE_URI_PEM, NULL,
+                  "p11bridge always writes a token private key as the "
+                  "PEM-wrapped pkcs11: URI");
+    v = raw->values[K_ASSUME_FIPS];
+    if (!parse_bool(prov, P11B_CFG_ASSUME_FIPS, v, &b))
+        return 0;
+    if (v != NULL)
+        no_effect(P11B_CFG_ASSUME_FIPS, NULL,
+                  "p11bridge does not claim the fips=yes property");
+    v = raw->values[K_DEFAULT_SLOT];
+    if (v != NULL) {
+        errno = 0;
+        if (v[0] < '0' || v[0] > '9' || (strtoul(v, &end, 0), errno != 0) ||
+            *end != '\0')
+            return bad_value(prov, P11B_CFG_DEFAULT_SLOT,
+                             "must be a slot number");
+        no_effect(P11B_CFG_DEFAULT_SLOT, NULL,
+                  "a URI without token attributes searches every slot; "
+                  "name the token (token=, slot-id=) in the URI");
+    }
+    return 1;
+}
 
 static int apply_choices(struct p11b_prov *prov, const struct raw_config *raw)
 {
@@ -206,12 +308,12 @@ static int apply_choices(struct p11b_prov *prov, const struct raw_config *raw)
     const char *v;
     size_t n;
 
-    v = raw->values[3];
+    v = raw->values[K_LOAD_BEHAVIOR];
     if (v != NULL && strcmp(v, "early") == 0)
         c->load_early = 1;
     else if (v != NULL && strcmp(v, "lazy") != 0)
         return bad_value(prov, P11B_CFG_LOAD_BEHAVIOR, "must be early or lazy");
-    v = raw->values[4];
+    v = raw->values[K_LOGIN_BEHAVIOR];
     if (v == NULL || strcmp(v, "auto") == 0)
         c->login = P11B_LOGIN_AUTO;
     else if (strcmp(v, "always") == 0)
@@ -221,20 +323,20 @@ static int apply_choices(struct p11b_prov *prov, const struct raw_config *raw)
     else
         return bad_value(prov, P11B_CFG_LOGIN_BEHAVIOR,
                          "must be auto, always or never");
-    v = raw->values[5];
+    v = raw->values[K_CACHE_PINS];
     if (v != NULL && strcmp(v, "cache") == 0)
         c->cache_pins = 1;
     else if (v != NULL && strcmp(v, "none") != 0)
         return bad_value(prov, P11B_CFG_CACHE_PINS, "must be cache or none");
-    v = raw->values[6];
+    v = raw->values[K_CACHE_SESSIONS];
     if (v != NULL && !parse_number(v, 4096, &c->cache_sessions))
         return bad_value(prov, P11B_CFG_CACHE_SESSIONS,
                          "must be a number from 0 to 4096");
-    v = raw->values[7];
+    v = raw->values[K_ALLOW_EXPORT];
     if (v != NULL && !parse_number(v, 1, &n))
         return bad_value(prov, P11B_CFG_ALLOW_EXPORT, "must be 0 or 1");
     c->deny_export = v != NULL && n == 1;
-    v = raw->values[10];
+    v = raw->values[K_CACHE_KEYS];
     if (v == NULL || strcmp(v, "true") == 0)
         c->cache_keys = 1;
     else if (strcmp(v, "false") != 0)
@@ -246,7 +348,12 @@ static int apply_config(struct p11b_prov *prov, const struct raw_config *raw)
 {
     struct p11b_config *c = &prov->cfg;
     const char *env = secure_getenv("PKCS11_PROVIDER_MODULE");
-    const char *path = raw->values[0];
+    const char *path = raw->values[K_MODULE_PATH];
+    const char *args = raw->values[K_INIT_ARGS];
+    const char *pin = raw->values[K_TOKEN_PIN];
+    const char *pin_token = raw->values[K_TOKEN_PIN_TOKEN];
+    const char *quirks = raw->values[K_QUIRKS];
+    const char *block = raw->values[K_BLOCK_OPS];
 
     c->cache_sessions = 16;
     if (env != NULL && env[0] != '\0')
@@ -254,25 +361,24 @@ static int apply_config(struct p11b_prov *prov, const struct raw_config *raw)
     if (path == NULL || path[0] == '\0')
         path = P11B_DEFAULT_MODULE;
     c->module_path = strdup(path);
-    if (raw->values[1] != NULL)
-        c->init_args = strdup(raw->values[1]);
-    if (c->module_path == NULL || (raw->values[1] && c->init_args == NULL))
+    if (args != NULL)
+        c->init_args = strdup(args);
+    if (c->module_path == NULL || (args != NULL && c->init_args == NULL))
         return 0;
-    if (raw->values[2] != NULL &&
-        !p11b_config_read_pin(prov, P11B_CFG_TOKEN_PIN, raw->values[2],
-                              &c->pin, &c->pin_len))
+    if (pin != NULL && !p11b_config_read_pin(prov, P11B_CFG_TOKEN_PIN, pin,
+                                             &c->pin, &c->pin_len))
         return 0;
-    if (raw->values[11] != NULL && raw->values[11][0] != '\0' &&
-        !parse_pin_token(prov, raw->values[11], &c->pin_token))
+    if (pin_token != NULL && pin_token[0] != '\0' &&
+        !parse_pin_token(prov, pin_token, &c->pin_token))
         return 0;
-    if (!apply_choices(prov, raw))
+    if (!apply_choices(prov, raw) || !apply_compat(prov, raw))
         return 0;
-    if (raw->values[8] != NULL &&
-        !parse_words(prov, P11B_CFG_QUIRKS, raw->values[8], quirk_words,
+    if (quirks != NULL &&
+        !parse_words(prov, P11B_CFG_QUIRKS, quirks, quirk_words,
                      P11B_NELEM(quirk_words), &c->quirks))
         return 0;
-    if (raw->values[9] != NULL &&
-        !parse_words(prov, P11B_CFG_BLOCK_OPS, raw->values[9], block_words,
+    if (block != NULL &&
+        !parse_words(prov, P11B_CFG_BLOCK_OPS, block, block_words,
                      P11B_NELEM(block_words), &c->blocked))
         return 0;
     return 1;
@@ -343,12 +449,12 @@ done:
 int p11b_config_load(struct p11b_prov *prov)
 {
     struct raw_config raw;
-    OSSL_PARAM params[P11B_NELEM(known_keys) + 2];
+    OSSL_PARAM params[K_COUNT_ + 2];
     const char *prov_name = NULL;
     size_t i;
 
     memset(&raw, 0, sizeof(raw));
-    for (i = 0; i < P11B_NELEM(known_keys); i++)
+    for (i = 0; i < K_COUNT_; i++)
         params[i] = OSSL_PARAM_construct_utf8_ptr(
             known_keys[i], (char **)&raw.values[i], 0);
     params[i++] = OSSL_PARAM_construct_utf8_ptr(

@@ -37,6 +37,10 @@ struct p11b_uri;
 #define P11B_CFG_QUIRKS "pkcs11-module-quirks"
 #define P11B_CFG_BLOCK_OPS "pkcs11-module-block-operations"
 #define P11B_CFG_CACHE_KEYS "pkcs11-module-cache-keys"
+/* Keys of the de-facto provider that are accepted for compatibility. */
+#define P11B_CFG_ENCODE_URI_PEM "pkcs11-module-encode-provider-uri-to-pem"
+#define P11B_CFG_ASSUME_FIPS "pkcs11-module-assume-fips"
+#define P11B_CFG_DEFAULT_SLOT "pkcs11-module-default-slot-id"
 
 enum p11b_login_behavior {
     P11B_LOGIN_AUTO = 0, /* look without login; log in if nothing found */
@@ -56,6 +60,7 @@ enum p11b_login_behavior {
 #define P11B_BLOCK_ENCODER 0x8u
 #define P11B_BLOCK_STORE 0x10u
 #define P11B_BLOCK_DECODER 0x20u
+#define P11B_BLOCK_KEYMGMT 0x40u
 
 struct p11b_config {
     char *module_path;
