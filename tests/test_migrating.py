@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 import p11b_util as u
 
-from test_provider import is_active
+from test_provider import assert_misconfigured, is_active
 
 # [pkcs11_sect] as a pkcs11-provider user has it (module, path and PIN
 # come from the token's own section).
@@ -104,8 +104,4 @@ def test_block_operations_words(ossl, token, make_config, word, tmp_path):
 ])
 def test_compat_keys_check_their_values(ossl, token, make_config, key, value):
     env = make_config(token, **{key: value})
-    p = ossl("list", "-providers", env=env, ok=False)
-    assert not is_active(p.stdout), p.stdout
-    text = p.stderr + "\n" + u.read_log(env)
-    assert any(key in line for line in text.splitlines()
-               if "bad provider configuration" in line), text
+    assert_misconfigured(ossl, token, env, key)

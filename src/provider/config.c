@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,11 +115,33 @@ void p11b_config_clear(struct p11b_config *cfg)
     memset(cfg, 0, sizeof(*cfg));
 }
 
+/* A configuration problem: raised at once outside p11b_config_load (a
+ * URI's pin-source); while loading, the first one is kept for every
+ * pkcs11: operation to raise (docs/DESIGN.md). Returns 0. */
+static int problem(struct p11b_prov *prov, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int problem(struct p11b_prov *prov, const char *fmt, ...)
+{
+    char text[400];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    if (!prov->cfg_loading) {
+        P11B_RAISE(prov, P11B_R_CONFIG, "%s", text);
+        return 0;
+    }
+    if (prov->cfg_error == NULL)
+        prov->cfg_error = OPENSSL_strdup(text);
+    return 0;
+}
+
 static int bad_value(struct p11b_prov *prov, const char *key, const char *why)
 {
     /* The value is not echoed: it may be a PIN. */
-    P11B_RAISE(prov, P11B_R_CONFIG, "%s: %s", key, why);
-    return 0;
+    return problem(prov, "%s: %s", key, why);
 }
 
 /* Read a PIN file: its first line, without the line end. */
@@ -131,9 +154,8 @@ static int read_pin_file(struct p11b_prov *prov, const char *key,
     FILE *f = fopen(path, "re");
 
     if (f == NULL) {
-        P11B_RAISE(prov, P11B_R_CONFIG, "%s: cannot open PIN file %s: %s", key,
-                   path, strerror(errno));
-        return 0;
+        return problem(prov, "%s: cannot open PIN file %s: %s", key, path,
+                       strerror(errno));
     }
     buf = OPENSSL_secure_zalloc(MAX_PIN_FILE + 1);
     if (buf == NULL) {
@@ -220,11 +242,8 @@ static int parse_words(struct p11b_prov *prov, const char *key,
                 strncmp(words[i].word, p, len) == 0)
                 break;
         }
-        if (i == nwords) {
-            P11B_RAISE(prov, P11B_R_CONFIG, "%s: unknown word '%.*s'", key,
-                       (int)len, p);
-            return 0;
-        }
+        if (i == nwords)
+            return problem(prov, "%s: unknown word '%.*s'", key, (int)len, p);
         if (words[i].why != NULL)
             no_effect(key, words[i].word, words[i].why);
         *out |= words[i].flag;
@@ -402,18 +421,20 @@ static int is_known(const char *key)
 /*
  * The core hands out config values by name only, so a misspelt key would
  * go unnoticed. Read the provider's section from the configuration file
- * OpenSSL loaded by default (OPENSSL_CONF or the built-in path) and refuse
+ * OpenSSL loaded by default (OPENSSL_CONF or the built-in path) and report
  * keys nobody knows. When the application loaded another file, the section
- * is not found there and nothing is checked.
+ * is not found there and nothing is checked. *where says, for every
+ * problem, where the section is: "[pkcs11_sect] in /etc/ssl/openssl.cnf".
  */
-static int check_unknown_keys(struct p11b_prov *prov, const char *prov_name)
+static int check_unknown_keys(struct p11b_prov *prov, const char *prov_name,
+                              char **where)
 {
     STACK_OF(CONF_VALUE) *sect;
     const char *sname, *pname;
-    char *file, *bad = NULL, *bad_sect = NULL;
+    char *file, *bad = NULL;
     CONF *conf;
     long eline = 0;
-    int i;
+    int i, ok;
 
     ERR_set_mark();
     file = CONF_get1_default_config_file();
@@ -424,12 +445,18 @@ static int check_unknown_keys(struct p11b_prov *prov, const char *prov_name)
     pname = sname ? NCONF_get_string(conf, sname, "providers") : NULL;
     sname = pname ? NCONF_get_string(conf, pname, prov_name) : NULL;
     sect = sname ? NCONF_get_section(conf, sname) : NULL;
+    if (sect != NULL) {
+        size_t n = strlen(sname) + strlen(file) + 8;
+
+        *where = OPENSSL_malloc(n);
+        if (*where != NULL)
+            snprintf(*where, n, "[%s] in %s", sname, file);
+    }
     for (i = 0; sect != NULL && i < sk_CONF_VALUE_num(sect); i++) {
         CONF_VALUE *cv = sk_CONF_VALUE_value(sect, i);
 
         if (!is_known(cv->name)) {
             bad = OPENSSL_strdup(cv->name);
-            bad_sect = OPENSSL_strdup(sname);
             break;
         }
     }
@@ -439,11 +466,44 @@ done:
     OPENSSL_free(file);
     if (bad == NULL)
         return 1;
-    P11B_RAISE(prov, P11B_R_CONFIG, "unknown key '%s' in [%s]", bad,
-               bad_sect != NULL ? bad_sect : "?");
+    ok = problem(prov, "%s: unknown key", bad);
     OPENSSL_free(bad);
-    OPENSSL_free(bad_sect);
-    return 0;
+    return ok;
+}
+
+/* The first problem, with where it is, becomes prov->cfg_error. */
+static int set_misconfigured(struct p11b_prov *prov, const char *prov_name,
+                             const char *where)
+{
+    char *text;
+    size_t n;
+
+    if (prov->cfg_error == NULL)
+        return 0; /* out of memory, not a configuration problem */
+    n = strlen(prov->cfg_error) + 96 +
+        (where != NULL ? strlen(where) : strlen(prov_name));
+    text = OPENSSL_malloc(n);
+    if (text == NULL)
+        return 0;
+    if (where != NULL)
+        snprintf(text, n, "%s (%s)", prov->cfg_error, where);
+    else
+        snprintf(text, n, "%s (the section of provider '%s')",
+                 prov->cfg_error, prov_name);
+    OPENSSL_free(prov->cfg_error);
+    prov->cfg_error = text;
+    P11B_LOG(1, "error: bad provider configuration: %s; every pkcs11: "
+                "operation fails until it is fixed", text);
+    /* What was read is dropped: no half-applied configuration. */
+    p11b_config_clear(&prov->cfg);
+    prov->cfg.module_path = strdup(P11B_DEFAULT_MODULE);
+    n = strlen(P11B_PROV_NAME) + strlen(text) + 32;
+    prov->cfg_status_name = OPENSSL_malloc(n);
+    if (prov->cfg.module_path == NULL || prov->cfg_status_name == NULL)
+        return 0;
+    snprintf(prov->cfg_status_name, n, "%s (misconfigured: %s)",
+             P11B_PROV_NAME, text);
+    return 1;
 }
 
 int p11b_config_load(struct p11b_prov *prov)
@@ -451,7 +511,9 @@ int p11b_config_load(struct p11b_prov *prov)
     struct raw_config raw;
     OSSL_PARAM params[K_COUNT_ + 2];
     const char *prov_name = NULL;
+    char *where = NULL;
     size_t i;
+    int ok;
 
     memset(&raw, 0, sizeof(raw));
     for (i = 0; i < K_COUNT_; i++)
@@ -464,11 +526,15 @@ int p11b_config_load(struct p11b_prov *prov)
         P11B_RAISE(prov, P11B_R_CONFIG, "cannot read the configuration");
         return 0;
     }
-    if (prov_name != NULL && !check_unknown_keys(prov, prov_name))
-        return 0;
-    if (!apply_config(prov, &raw)) {
+    prov->cfg_loading = 1;
+    ok = (prov_name == NULL || check_unknown_keys(prov, prov_name, &where)) &&
+         apply_config(prov, &raw);
+    prov->cfg_loading = 0;
+    if (!ok)
+        ok = set_misconfigured(prov, prov_name != NULL ? prov_name : "?",
+                               where);
+    OPENSSL_free(where);
+    if (!ok)
         p11b_config_clear(&prov->cfg);
-        return 0;
-    }
-    return 1;
+    return ok;
 }

@@ -36,11 +36,21 @@ static OSSL_FUNC_provider_get_reason_strings_fn prov_get_reason_strings;
 
 /* ---- module and slots ---------------------------------------------- */
 
+int p11b_prov_configured(struct p11b_prov *prov)
+{
+    if (prov->cfg_error == NULL)
+        return 1;
+    P11B_RAISE(prov, P11B_R_CONFIG, "%s", prov->cfg_error);
+    return 0;
+}
+
 int p11b_prov_module_ready(struct p11b_prov *prov)
 {
     char err[512];
     CK_RV rv;
 
+    if (!p11b_prov_configured(prov))
+        return 0;
     P11B_QUIET(rv = p11b_module_ensure(prov->mod, err, sizeof(err)));
 
     if (rv == CKR_OK)
@@ -459,13 +469,18 @@ static const OSSL_PARAM *prov_gettable_params(void *provctx)
     return prov_param_types;
 }
 
+/* A misconfigured provider says so where `openssl list -providers`
+ * looks: "status: inactive", and the problem in its name. */
 static int prov_get_params(void *provctx, OSSL_PARAM params[])
 {
+    struct p11b_prov *prov = provctx;
     OSSL_PARAM *p;
 
-    (void)provctx;
     p = OSSL_PARAM_locate(params, OSSL_PROV_PARAM_NAME);
-    if (p != NULL && !OSSL_PARAM_set_utf8_ptr(p, P11B_PROV_NAME))
+    if (p != NULL &&
+        !OSSL_PARAM_set_utf8_ptr(p, prov->cfg_status_name != NULL
+                                        ? prov->cfg_status_name
+                                        : P11B_PROV_NAME))
         return 0;
     p = OSSL_PARAM_locate(params, OSSL_PROV_PARAM_VERSION);
     if (p != NULL && !OSSL_PARAM_set_utf8_ptr(p, PACKAGE_VERSION))
@@ -475,7 +490,7 @@ static int prov_get_params(void *provctx, OSSL_PARAM params[])
                                               " built with " OPENSSL_VERSION_TEXT))
         return 0;
     p = OSSL_PARAM_locate(params, OSSL_PROV_PARAM_STATUS);
-    if (p != NULL && !OSSL_PARAM_set_int(p, 1))
+    if (p != NULL && !OSSL_PARAM_set_int(p, prov->cfg_error == NULL))
         return 0;
     return 1;
 }
@@ -501,6 +516,8 @@ static void prov_free(struct p11b_prov *prov)
         prov->mod->owns_init = 0;
     p11b_module_put(prov->mod);
     p11b_config_clear(&prov->cfg);
+    OPENSSL_free(prov->cfg_error);
+    OPENSSL_free(prov->cfg_status_name);
     OSSL_LIB_CTX_free(prov->libctx);
     OPENSSL_free(prov);
 }
@@ -600,6 +617,12 @@ OSSL_provider_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in,
     prov->libctx = OSSL_LIB_CTX_new_child(handle, in);
     if (prov->libctx == NULL)
         goto err;
+    if (prov->cfg_error != NULL) {
+        /* Loaded, so that the problem reaches the user (DESIGN.md). */
+        *out = prov_functions;
+        *provctx = prov;
+        return 1;
+    }
     if (p11b_module_get(prov->cfg.module_path, prov->cfg.init_args,
                         prov->cfg.cache_sessions, &prov->mod) != CKR_OK)
         goto err;

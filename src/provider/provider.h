@@ -87,18 +87,32 @@ struct p11b_prov {
     OSSL_FUNC_core_get_params_fn *core_get_params;
     struct p11b_config cfg;
     struct p11b_module *mod;
+    /* Set while the configuration is read: problems are recorded, not
+     * raised (docs/DESIGN.md, "A bad configuration"). */
+    int cfg_loading;
+    /* The first configuration problem, naming key, section and file;
+     * NULL when the configuration is good. Every pkcs11: operation then
+     * fails with it. */
+    char *cfg_error;
+    char *cfg_status_name; /* the name `openssl list -providers` shows */
 };
 
 void p11b_core_set_error(const struct p11b_prov *prov, int reason,
                          const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* config.c */
+/* config.c: 0 only when out of memory or the core fails; a bad
+ * configuration sets prov->cfg_error and returns 1. */
 int p11b_config_load(struct p11b_prov *prov);
 void p11b_config_clear(struct p11b_config *cfg);
 
+/* 1 if the configuration is good; else raises its problem (naming the
+ * key, section and file) and returns 0. */
+int p11b_prov_configured(struct p11b_prov *prov);
+
 /* Make the module usable (lazy load + C_Initialize), raising the load
- * error with the module path on failure. */
+ * error with the module path on failure, or the configuration problem
+ * when the provider is misconfigured. */
 int p11b_prov_module_ready(struct p11b_prov *prov);
 
 /* Slots whose token matches the URI (library, slot and token attributes),

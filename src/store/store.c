@@ -107,6 +107,8 @@ static struct store_ctx *open_uri(struct p11b_prov *prov, const char *uristr)
     enum p11b_uri_status st;
 
     P11B_LOG(2, "store open");
+    if (!p11b_prov_configured(prov))
+        return NULL;
     ctx = OPENSSL_zalloc(sizeof(*ctx));
     if (ctx == NULL)
         return NULL;
