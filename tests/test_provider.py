@@ -215,3 +215,43 @@ def test_default_module_is_p11kit_proxy(token, ossl, make_config):
     p = ossl("storeutl", "-noout", "pkcs11:", env=env, ok=False)
     assert p.returncode == 0, u.describe(p)
     assert re.search(r"^Total found: \d+", p.stdout, re.M), p.stdout
+
+
+def _no_default_config(token, tmp_path, activate):
+    """A config whose provider section is pkcs11 alone, no default."""
+    lines = ["openssl_conf = openssl_init", "[openssl_init]",
+             "providers = provider_sect", "[provider_sect]",
+             "pkcs11 = pkcs11_sect", "[pkcs11_sect]"]
+    lines += [f"{k} = {v}" for k, v in token.pkcs11_keys.items()
+              if k != "activate"]
+    if activate:
+        lines.append("activate = 1")
+    conf = tmp_path / "openssl.cnf"
+    conf.write_text("\n".join(lines) + "\n")
+    env = u.with_log(token.env, tmp_path / "p11bridge.log", 3)
+    env["OPENSSL_CONF"] = str(conf)
+    return env
+
+
+@pytest.mark.parametrize("how", ["command-line", "config"])
+def test_default_provider_missing_is_named(token, ossl, tmp_path, how):
+    """`-provider pkcs11` alone (or a config activating only pkcs11) read
+    as "PIN incorrect" for a correct PIN: SoftHSM cannot decrypt its key
+    store without a software provider. The first error must say what to
+    do."""
+    env = _no_default_config(token, tmp_path, activate=(how == "config"))
+    argv = ["-provider", "pkcs11"] if how == "command-line" else []
+    p = ossl("pkey", *argv, "-in", token.uri("p256", "private"), "-pubout",
+             env=env, ok=False)
+    assert p.returncode != 0, p.stdout
+    first = u.openssl_errors(p.stderr)[0]
+    assert (first["lib"], first["reason"]) == \
+        ("pkcs11", "default provider not active"), p.stderr
+    assert "activate the default provider beside pkcs11 " \
+           "(-provider pkcs11 -provider default" in first["data"], p.stderr
+    assert "PIN" not in p.stderr.replace("pkcs11", ""), p.stderr
+    if how == "command-line":
+        p = ossl("pkey", "-provider", "pkcs11", "-provider", "default",
+                 "-in", token.uri("p256", "private"), "-pubout", env=env)
+        assert u.normalize_spki(p.stdout.encode()) == \
+            token.keys["p256"].spki

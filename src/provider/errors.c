@@ -43,6 +43,7 @@ static const OSSL_ITEM reasons[] = {
     { P11B_R_BAD_INPUT, "input does not fit the operation" },
     { P11B_R_URI_AMBIGUOUS, "the pkcs11 URI matches several keys" },
     { P11B_R_OPENSSL_VERSION, "OpenSSL older than the provider was built for" },
+    { P11B_R_NO_SOFTWARE, "default provider not active" },
     { 0, NULL },
 };
 

@@ -39,6 +39,7 @@ enum p11b_reason {
     P11B_R_BAD_INPUT,        /* input size or parameters do not fit         */
     P11B_R_URI_AMBIGUOUS,    /* the URI names several keys, one was wanted  */
     P11B_R_OPENSSL_VERSION,  /* libcrypto older than the headers we had     */
+    P11B_R_NO_SOFTWARE,      /* no default provider beside ours             */
     P11B_R_MAX_                /* keep last */
 };
 

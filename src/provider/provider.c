@@ -13,6 +13,7 @@
 #include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <openssl/params.h>
 #include <openssl/provider.h>
 
@@ -44,12 +45,41 @@ int p11b_prov_configured(struct p11b_prov *prov)
     return 0;
 }
 
+/*
+ * Software algorithms beside ours: without them (`-provider pkcs11` alone
+ * on the command line, a config that does not activate `default`) we
+ * cannot hash or verify, and a software token linked to libcrypto
+ * (SoftHSM) cannot decrypt its own key store, so a correct PIN reads as
+ * CKR_PIN_INCORRECT. Say what is missing before any token call. Once
+ * found, not looked for again.
+ */
+static int software_at_hand(struct p11b_prov *prov)
+{
+    EVP_MD *md;
+
+    if (__atomic_load_n(&prov->software_seen, __ATOMIC_ACQUIRE))
+        return 1;
+    ERR_set_mark();
+    md = EVP_MD_fetch(prov->libctx, "SHA2-256", P11B_SOFT_PROPQ);
+    ERR_pop_to_mark();
+    if (md != NULL) {
+        EVP_MD_free(md);
+        __atomic_store_n(&prov->software_seen, 1, __ATOMIC_RELEASE);
+        return 1;
+    }
+    P11B_RAISE(prov, P11B_R_NO_SOFTWARE,
+               "no provider but pkcs11 offers SHA2-256: activate the "
+               "default provider beside pkcs11 (-provider pkcs11 -provider "
+               "default, or activate = 1 in its openssl.cnf section)");
+    return 0;
+}
+
 int p11b_prov_module_ready(struct p11b_prov *prov)
 {
     char err[512];
     CK_RV rv;
 
-    if (!p11b_prov_configured(prov))
+    if (!p11b_prov_configured(prov) || !software_at_hand(prov))
         return 0;
     P11B_QUIET(rv = p11b_module_ensure(prov->mod, err, sizeof(err)));
 

@@ -95,6 +95,7 @@ struct p11b_prov {
      * fails with it. */
     char *cfg_error;
     char *cfg_status_name; /* the name `openssl list -providers` shows */
+    int software_seen;     /* a software provider was found (atomic) */
 };
 
 void p11b_core_set_error(const struct p11b_prov *prov, int reason,
