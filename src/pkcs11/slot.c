@@ -117,6 +117,7 @@ static void forget_state(struct p11b_slot *s)
     s->login_busy = 0;
     s->login_session = CK_INVALID_HANDLE;
     s->obj_session = CK_INVALID_HANDLE;
+    s->obj_opening = 0;
     s->token_stale = 1;
     p11b_objcache_clear(s->cache);
 }
@@ -573,40 +574,51 @@ CK_RV p11b_slot_object_session(struct p11b_slot *s, CK_SESSION_HANDLE *out,
     pthread_mutex_lock(&s->lock);
     h = s->obj_session;
     g = s->gen;
+    if (h != CK_INVALID_HANDLE) {
+        pthread_mutex_unlock(&s->lock);
+        *out = h;
+        *gen = g;
+        return CKR_OK;
+    }
     /* Never at the cost of the pool: on a token with few sessions, keep
      * room for one operation session besides this one. A child whose
      * library kept the parent's sessions cannot count them: on a token
-     * with a session limit it does without. */
-    if (h == CK_INVALID_HANDLE && s->max_open != 0 &&
-        (s->nopen + 2 > s->max_open || s->mod->kept_parent_state)) {
+     * with a session limit it does without. One thread opens it; the
+     * others do without a copy meanwhile. */
+    if (s->obj_opening ||
+        (s->max_open != 0 &&
+         (s->nopen + 2 > s->max_open || s->mod->kept_parent_state))) {
         pthread_mutex_unlock(&s->lock);
         return CKR_SESSION_COUNT;
     }
+    s->obj_opening = 1;
+    s->nopen++; /* counted before it is opened, like the pool's sessions */
     pthread_mutex_unlock(&s->lock);
-    if (h == CK_INVALID_HANDLE) {
-        rv = s->mod->fns->C_OpenSession(s->id, CKF_SERIAL_SESSION, NULL, NULL,
-                                        &h);
-        P11B_LOG(2, "C_OpenSession(slot %lu) for session objects -> %s",
-                 s->id, p11b_rv_name(rv));
-        p11b_note_call("C_OpenSession", rv);
-        if (rv == CKR_SESSION_COUNT)
-            s->copy_refused = 1; /* no session to spare on this token */
-        if (rv != CKR_OK)
-            return rv;
-        pthread_mutex_lock(&s->lock);
-        if (s->gen == g && s->obj_session == CK_INVALID_HANDLE) {
+
+    rv = s->mod->fns->C_OpenSession(s->id, CKF_SERIAL_SESSION, NULL, NULL, &h);
+    P11B_LOG(2, "C_OpenSession(slot %lu) for session objects -> %s", s->id,
+             p11b_rv_name(rv));
+    p11b_note_call("C_OpenSession", rv);
+
+    pthread_mutex_lock(&s->lock);
+    if (s->gen == g) {
+        s->obj_opening = 0;
+        if (rv == CKR_OK) {
             s->obj_session = h;
-            s->nopen++;
             h = CK_INVALID_HANDLE;
+        } else if (s->nopen > 0) {
+            s->nopen--;
+            pthread_cond_broadcast(&s->cond);
         }
-        *out = s->obj_session;
-        g = s->gen;
-        pthread_mutex_unlock(&s->lock);
-        if (h != CK_INVALID_HANDLE) /* another thread was first */
-            s->mod->fns->C_CloseSession(h);
-        h = *out;
     }
-    *out = h;
-    *gen = g;
-    return h != CK_INVALID_HANDLE ? CKR_OK : CKR_SESSION_HANDLE_INVALID;
+    if (rv == CKR_SESSION_COUNT)
+        s->copy_refused = 1; /* no session to spare on this token */
+    *out = s->obj_session;
+    *gen = s->gen;
+    pthread_mutex_unlock(&s->lock);
+    if (rv == CKR_OK && h != CK_INVALID_HANDLE)
+        s->mod->fns->C_CloseSession(h); /* the slot was reset meanwhile */
+    if (rv != CKR_OK)
+        return rv;
+    return *out != CK_INVALID_HANDLE ? CKR_OK : CKR_SESSION_HANDLE_INVALID;
 }

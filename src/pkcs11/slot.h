@@ -58,6 +58,7 @@ struct p11b_slot {
      * the lock that serialises calls on it (a session is not for two
      * threads at once). Opened at first use; gone with the generation. */
     CK_SESSION_HANDLE obj_session; /* locked: lock                         */
+    int obj_opening;               /* locked: lock; one thread opens it    */
     pthread_mutex_t obj_lock;
     int copy_refused;              /* C_CopyObject failed once: no copies  */
 };
