@@ -27,6 +27,7 @@ def test_module_without_token_says_no_token(tmp_path, provider_path):
                                  "pkcs11-module-path": tokens.P11KIT_CLIENT,
                                  "activate": "1"})
         env = u.base_env()
+        env.update(u.sanitizer_env())
         env.update(OPENSSL_CONF=str(conf),
                    P11_KIT_SERVER_ADDRESS=f"unix:path={sock}")
         p = u.openssl(env, "pkey", "-in", "pkcs11:token=x;object=y",

@@ -233,7 +233,7 @@ def test_tls(rig, version, tmp_path):
     need(rig, version, "rsa")
     cert = self_signed(rig, "rsa", tmp_path)
     flag = "-tls1_3" if version == "tls13" else "-tls1_2"
-    srv = u.SServer(rig.env, cert, key_uri(rig, "rsa"), tmp_path, cert,
+    srv = u.SServer(rig.provider_env(), cert, key_uri(rig, "rsa"), tmp_path, cert,
                     prefix=rig.prefix, extra=[flag])
     try:
         p = u.run(rig.prefix + [u.OPENSSL, "s_client", "-connect",

@@ -116,8 +116,17 @@ class Rig:
         return {k: v for k, v in self.env.items()
                 if k not in ("OPENSSL_CONF", "PKCS11_PROVIDER_DEBUG")}
 
-    def ossl(self, *args, **kw):
-        return self.run([u.OPENSSL, *args], **kw)
+    def provider_env(self):
+        """self.env plus what a process loading an ASan-built provider
+        needs; tools and daemons run without it (pkcs11-tool trips over
+        ASan inside libcrypto on its own)."""
+        env = dict(self.env)
+        env.update(u.sanitizer_env())
+        return env
+
+    def ossl(self, *args, env=None, **kw):
+        return self.run([u.OPENSSL, *args],
+                        env=self.provider_env() if env is None else env, **kw)
 
     def uri(self, kind=None, type=None):
         """pkcs11:token=...[;object=<the label of key kind>][;type=...]."""
@@ -141,7 +150,6 @@ class Rig:
         lines += [f"{k} = {v}" for k, v in keys.items()]
         self.conf.write_text("\n".join(lines) + "\n")
         self.env["OPENSSL_CONF"] = str(self.conf)
-        self.env.update(u.sanitizer_env())
         self.env["PKCS11_PROVIDER_DEBUG"] = f"file:{log},level:2"
         u.LOGS.add(Path(log))
 
@@ -326,6 +334,12 @@ def _p11kit_server(rig, sock, provider, token_uri, env):
 def setup_p11kit_remote(root):
     """p11-kit-client.so -> `p11-kit server` (unix socket) -> SoftHSM."""
     _need(SOFTHSM, P11KIT_CLIENT, "p11-kit")
+    if u.sanitizers_enabled():
+        raise Unavailable(
+            f"p11-kit-client.so {package_version('p11-kit-modules')} reads "
+            "past a buffer of its own in C_GetMechanismList (an ASan "
+            "heap-buffer-overflow inside the module, not ours): this token "
+            "runs in the plain stage")
     server_env = _softhsm_token(root, "remote")
     env = u.base_env()
     sock = root / "p11kit.sock"
