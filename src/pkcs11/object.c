@@ -315,12 +315,20 @@ static CK_RV find_handles(struct p11b_session *sess, const struct p11b_query *q,
     CK_RV rv, rv2;
 
     tn = build_template(q, t, names, sizeof(names));
+    /* Not while we copy a key into a session object: SoftHSM fills the
+     * copy in after making it visible, so a search at that moment found
+     * it with the original's CKA_TOKEN = TRUE and label (one private key
+     * came back twice, under 16 threads in a freshly forked child).
+     * locked: slot->obj_lock, which C_CopyObject is made under. */
+    pthread_mutex_lock(&sess->slot->obj_lock);
     rv = f->C_FindObjectsInit(sess->h, t, tn);
     P11B_LOG(2, "C_FindObjectsInit(slot %lu: %s) -> %s", sess->slot->id,
              names, p11b_rv_name(rv));
     p11b_note_call("C_FindObjectsInit", rv);
-    if (rv != CKR_OK)
+    if (rv != CKR_OK) {
+        pthread_mutex_unlock(&sess->slot->obj_lock);
         return rv;
+    }
     for (;;) {
         grown = realloc(hs, (n + FIND_BATCH) * sizeof(*hs));
         if (grown == NULL) {
@@ -340,6 +348,7 @@ static CK_RV find_handles(struct p11b_session *sess, const struct p11b_query *q,
             break;
     }
     rv2 = f->C_FindObjectsFinal(sess->h);
+    pthread_mutex_unlock(&sess->slot->obj_lock);
     P11B_LOG(2, "C_FindObjectsFinal -> %s", p11b_rv_name(rv2));
     if (rv == CKR_OK)
         rv = rv2;
