@@ -283,8 +283,11 @@ static int ecdh_derive(void *vctx, unsigned char *secret, size_t *secretlen,
     /* A shorter buffer gets the leading bytes of the secret, as the
      * default provider gives them (ECDH_compute_key, X9.63 callers). */
     full = outlen < len ? OPENSSL_secure_malloc(len) : secret;
-    if (full == NULL)
+    if (full == NULL) {
+        P11B_RAISE(ctx->prov, P11B_R_INTERNAL,
+                   "ECDH: no memory for a %zu-byte secret", len);
         return 0;
+    }
     rv = derive_on_token(ctx, full, len, &raised);
     if (rv == CKR_OK && full != secret)
         memcpy(secret, full, outlen);
