@@ -28,10 +28,10 @@
 #include "pkcs11/names.h"
 #include "pkcs11/object.h"
 #include "pkcs11/slot.h"
+#include "provider/digest_mechs.h"
 #include "provider/errors.h"
 #include "provider/key.h"
 #include "provider/provider.h"
-#include "provider/signature.h"
 
 /* OpenSSL 3.2+: PKCS#1 v1.5 decryption with implicit rejection. A fixed
  * name, so a provider built on 3.0 reads it from a newer libcrypto too. */

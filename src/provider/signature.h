@@ -125,21 +125,6 @@ void p11b_sig_raise_rv(struct p11b_sig_ctx *ctx, const CK_MECHANISM *mech,
                        CK_RV rv);
 
 
-/* Cryptoki names of a digest: the hash mechanism, the MGF1 generator and
- * the combined signature mechanisms; CK_UNAVAILABLE_INFORMATION where
- * PKCS#11 (or our header) has none. */
-struct p11b_digest_mechs {
-    int nid;
-    CK_MECHANISM_TYPE hash;
-    CK_RSA_PKCS_MGF_TYPE mgf1;
-    CK_MECHANISM_TYPE rsa_pkcs;
-    CK_MECHANISM_TYPE rsa_pss;
-    CK_MECHANISM_TYPE ecdsa;
-};
-
-/* NULL for a digest we know no mechanisms of (SHA-3, ...). */
-const struct p11b_digest_mechs *p11b_digest_mechs(const EVP_MD *md);
-
 /* 1 if the key's token has the mechanism and the key allows it
  * (CKA_ALLOWED_MECHANISMS). */
 int p11b_sig_usable(struct p11b_sig_ctx *ctx, CK_MECHANISM_TYPE mech);

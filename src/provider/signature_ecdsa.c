@@ -16,6 +16,7 @@
 #include <openssl/params.h>
 
 #include "provider/ecconv.h"
+#include "provider/digest_mechs.h"
 #include "provider/errors.h"
 #include "provider/key.h"
 #include "provider/provider.h"

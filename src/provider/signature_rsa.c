@@ -19,6 +19,7 @@
 #include <openssl/x509.h>
 
 #include "pkcs11/names.h"
+#include "provider/digest_mechs.h"
 #include "provider/errors.h"
 #include "provider/key.h"
 #include "provider/provider.h"
