@@ -71,6 +71,21 @@ void p11b_objs_free(struct p11b_obj **objs, size_t n);
 /* 1 if the handle still belongs to the slot's current generation. */
 int p11b_obj_is_current(const struct p11b_obj *obj);
 
+/* What kind of key an object is, from its key type, CKA_EC_PARAMS (Edwards
+ * curves) and CKA_ALLOWED_MECHANISMS (an RSA key allowed PSS mechanisms
+ * only is an RSA-PSS key); NONE for a key we have no use for, or not a
+ * key. */
+enum p11b_obj_kind {
+    P11B_OBJ_KIND_NONE = 0,
+    P11B_OBJ_KIND_RSA,
+    P11B_OBJ_KIND_RSA_PSS,
+    P11B_OBJ_KIND_EC,
+    P11B_OBJ_KIND_ED25519,
+    P11B_OBJ_KIND_ED448,
+};
+
+enum p11b_obj_kind p11b_obj_kind_of(const struct p11b_obj *obj);
+
 /* The object's canonical URI (token, manufacturer, serial, model, object,
  * id, type), malloc'd; NULL on ENOMEM. */
 char *p11b_obj_uri(const struct p11b_obj *obj);

@@ -82,52 +82,19 @@ const char *p11b_family_name(enum p11b_key_family family)
     }
 }
 
-static int is_pss_mech(CK_MECHANISM_TYPE m)
-{
-    return m == CKM_RSA_PKCS_PSS || m == CKM_SHA1_RSA_PKCS_PSS ||
-           m == CKM_SHA224_RSA_PKCS_PSS || m == CKM_SHA256_RSA_PKCS_PSS ||
-           m == CKM_SHA384_RSA_PKCS_PSS || m == CKM_SHA512_RSA_PKCS_PSS;
-}
-
-/* CKA_EC_PARAMS of an Edwards key: the curve's OID (RFC 8410) or, as
- * some tokens write it, a PrintableString with its name. */
-static enum p11b_key_family edwards_family(const struct p11b_bytes *params)
-{
-    static const unsigned char ed25519_oid[] = { 0x06, 0x03, 0x2b, 0x65, 0x70 };
-    static const unsigned char ed448_oid[] = { 0x06, 0x03, 0x2b, 0x65, 0x71 };
-    static const char ed25519_name[] = "\x13\x0c" "edwards25519";
-    static const char ed448_name[] = "\x13\x0a" "edwards448";
-    const unsigned char *d = params->data;
-    size_t n = params->len;
-
-    if (!params->present)
-        return P11B_FAMILY_NONE;
-    if ((n == sizeof(ed25519_oid) && memcmp(d, ed25519_oid, n) == 0) ||
-        (n == sizeof(ed25519_name) - 1 && memcmp(d, ed25519_name, n) == 0))
-        return P11B_FAMILY_ED25519;
-    if ((n == sizeof(ed448_oid) && memcmp(d, ed448_oid, n) == 0) ||
-        (n == sizeof(ed448_name) - 1 && memcmp(d, ed448_name, n) == 0))
-        return P11B_FAMILY_ED448;
-    return P11B_FAMILY_NONE;
-}
-
 enum p11b_key_family p11b_obj_family(const struct p11b_obj *obj)
 {
-    CK_ULONG i;
-
-    switch (obj->key_type) {
-    case CKK_RSA:
-        /* A key its token allows for PSS only is an RSA-PSS key. */
-        for (i = 0; i < obj->n_allowed_mechs; i++) {
-            if (!is_pss_mech(obj->allowed_mechs[i]))
-                return P11B_FAMILY_RSA;
-        }
-        return obj->n_allowed_mechs > 0 ? P11B_FAMILY_RSA_PSS
-                                        : P11B_FAMILY_RSA;
-    case CKK_EC:
+    switch (p11b_obj_kind_of(obj)) {
+    case P11B_OBJ_KIND_RSA:
+        return P11B_FAMILY_RSA;
+    case P11B_OBJ_KIND_RSA_PSS:
+        return P11B_FAMILY_RSA_PSS;
+    case P11B_OBJ_KIND_EC:
         return P11B_FAMILY_EC;
-    case CKK_EC_EDWARDS:
-        return edwards_family(&obj->ec_params);
+    case P11B_OBJ_KIND_ED25519:
+        return P11B_FAMILY_ED25519;
+    case P11B_OBJ_KIND_ED448:
+        return P11B_FAMILY_ED448;
     default:
         return P11B_FAMILY_NONE;
     }

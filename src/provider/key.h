@@ -73,7 +73,8 @@ void p11b_key_free(struct p11b_key *key);
 /* The keymgmt/algorithm name of a family ("RSA", "RSA-PSS", "EC"). */
 const char *p11b_family_name(enum p11b_key_family family);
 
-/* The family of a token key object, or P11B_FAMILY_NONE if unsupported. */
+/* The family of a token key object, or P11B_FAMILY_NONE if unsupported:
+ * the kind object.c decides (p11b_obj_kind_of), in keymgmt terms. */
 enum p11b_key_family p11b_obj_family(const struct p11b_obj *obj);
 
 /* 1 if the object's own attributes hold its public key (RSA modulus and
