@@ -15,12 +15,14 @@ the module returned to the provider, independently of our debug log.
 import json
 import os
 import re
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 import p11b_util as u
+from test_provider import assert_misconfigured
 
 CURVES = {"p256": ec.SECP256R1, "p384": ec.SECP384R1, "p521": ec.SECP521R1,
           "nopub-ec": ec.SECP256R1}
@@ -259,6 +261,54 @@ def test_ecdh_raw_point_quirk_does_not_switch_form(token, make_config,
               [("CKM_ECDH1_DERIVE", "CKR_ARGUMENTS_BAD")], None)
     assert module_returns(tmp_path / "faultmod.calls", "C_DeriveKey") == \
         [CKR_ARGUMENTS_BAD]
+
+
+def test_ecdh_both_point_quirks_in_one_config_are_a_config_error(
+        ossl, token, make_config):
+    """ecdh-der-point and ecdh-raw-point force opposite forms: naming both
+    is a configuration problem, not a silent pick of one."""
+    env = make_config(token,
+                      pkcs11_module_quirks="ecdh-der-point ecdh-raw-point")
+    assert_misconfigured(ossl, token, env, "pkcs11-module-quirks")
+
+
+def two_instances(env, quirks_a, quirks_b):
+    """The config of env with a second instance of our provider (same
+    module path and init args, so one module in the process): the first
+    with quirks_a, the second, "pkcs11b", with quirks_b."""
+    conf = Path(env["OPENSSL_CONF"])
+    lines = conf.read_text().splitlines()
+    start = lines.index("[pkcs11_sect]")
+    sect = [line for line in lines[start + 1:]
+            if line and not line.startswith("pkcs11-module-quirks")]
+    out = [line for line in lines[:start + 1]]
+    out[out.index("pkcs11 = pkcs11_sect")] += "\npkcs11b = pkcs11b_sect"
+    out += [f"pkcs11-module-quirks = {quirks_a}"] + sect
+    out += ["", "[pkcs11b_sect]", f"pkcs11-module-quirks = {quirks_b}"] + sect
+    conf.write_text("\n".join(out) + "\n")
+    return env
+
+
+def test_ecdh_shared_module_with_both_point_quirks_probes(
+        ossl, token, token_public, make_config, tmp_path):
+    """Two provider instances share one module (the registry keys it by
+    path and init args) and its quirks add up. When one asks for
+    ecdh-der-point and the other for ecdh-raw-point, neither form is
+    forced: whichever instance OpenSSL picks probes raw, then DER, on this
+    DER-only module, and derives."""
+    env = two_instances(faultmod_env(make_config, token, tmp_path),
+                        "ecdh-raw-point", "ecdh-der-point")
+    listing = ossl("list", "-providers", env=env).stdout
+    assert "pkcs11b" in listing and listing.count("status: active") == 3, \
+        listing
+    peer, pem = make_peer(tmp_path, "p256")
+    _, secret = derive(token, env, "p256", pem, tmp_path)
+    assert secret == peer.exchange(ec.ECDH(), token_public("p256"))
+    assert module_returns(tmp_path / "faultmod.calls", "C_DeriveKey") == \
+        [CKR_ARGUMENTS_BAD, CKR_OK]
+    log = u.read_log(env)
+    assert derive_calls(log, token.slot) == \
+        [("CKM_ECDH1_DERIVE", "CKR_ARGUMENTS_BAD")] + PLAIN_OK, log
 
 
 # ---- a buffer shorter than the secret (issue 11, item 5) ---------------------

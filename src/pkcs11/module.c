@@ -143,7 +143,8 @@ static int same_str(const char *a, const char *b)
 }
 
 CK_RV p11b_module_get(const char *path, const char *init_args,
-                      size_t cache_sessions, struct p11b_module **out)
+                      const struct p11b_module_opts *opts,
+                      struct p11b_module **out)
 {
     struct p11b_module *m;
 
@@ -152,6 +153,7 @@ CK_RV p11b_module_get(const char *path, const char *init_args,
     for (m = gl.head; m != NULL; m = m->next) {
         if (same_str(m->path, path) && same_str(m->init_args, init_args)) {
             m->refs++;
+            atomic_fetch_or(&m->quirks, opts->quirks);
             pthread_mutex_unlock(&gl.lock);
             *out = m;
             return CKR_OK;
@@ -167,7 +169,8 @@ CK_RV p11b_module_get(const char *path, const char *init_args,
     pthread_mutex_init(&m->lock, NULL);
     pthread_cond_init(&m->cond, NULL);
     m->refs = 1;
-    m->cache_sessions = cache_sessions;
+    m->cache_sessions = opts->cache_sessions;
+    atomic_init(&m->quirks, opts->quirks);
     m->next = gl.head;
     gl.head = m;
     pthread_mutex_unlock(&gl.lock);
@@ -182,6 +185,23 @@ nomem:
         free(m);
     }
     return CKR_HOST_MEMORY;
+}
+
+unsigned int p11b_module_quirks(struct p11b_module *m)
+{
+    return atomic_load(&m->quirks);
+}
+
+int p11b_module_ecdh_form(struct p11b_module *m)
+{
+    unsigned int q = p11b_module_quirks(m) &
+                     (P11B_QUIRK_ECDH_DER | P11B_QUIRK_ECDH_RAW);
+
+    if (q == P11B_QUIRK_ECDH_DER)
+        return 1;
+    if (q == P11B_QUIRK_ECDH_RAW)
+        return 0;
+    return -1;
 }
 
 /* dlopen and find the function list. Called without locks held. */
@@ -471,7 +491,8 @@ static void module_unload(struct p11b_module *m)
     if (m->state == P11B_MOD_READY && m->fork_gen == p11b_fork_generation()) {
         for (i = 0; i < m->nslots; i++)
             p11b_slot_close(m->slots[i]);
-        if (m->owns_init) {
+        if (m->owns_init &&
+            !(p11b_module_quirks(m) & P11B_QUIRK_NO_DEINIT)) {
             rv = m->fns->C_Finalize(NULL);
             P11B_LOG(2, "C_Finalize(%s) -> %s", m->path, p11b_rv_name(rv));
         }

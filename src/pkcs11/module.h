@@ -17,6 +17,19 @@
 
 struct p11b_slot;
 
+/* Quirks: token behaviours a user tells us about (the words of
+ * pkcs11-module-quirks map to these by name in provider/config.c). */
+#define P11B_QUIRK_NO_DEINIT 0x1u     /* never call C_Finalize            */
+#define P11B_QUIRK_ECDH_DER 0x4u      /* ECDH peer point DER-wrapped     */
+#define P11B_QUIRK_ECDH_RAW 0x8u      /* ECDH peer point raw, never DER  */
+
+/* What a provider instance asks of the module it uses, given when it
+ * takes its reference (p11b_module_get). */
+struct p11b_module_opts {
+    size_t cache_sessions;        /* idle sessions kept per slot          */
+    unsigned int quirks;          /* P11B_QUIRK_*                         */
+};
+
 enum p11b_module_state {
     P11B_MOD_UNLOADED = 0, /* nothing done yet, or reset after fork        */
     P11B_MOD_LOADING,      /* one thread is in dlopen / C_Initialize       */
@@ -51,13 +64,21 @@ struct p11b_module {
     struct p11b_slot **slots;     /* locked: lock; never shrinks          */
     size_t nslots;
     unsigned long slots_gen;      /* generation the slot list was read in */
-    size_t cache_sessions;        /* idle sessions kept per slot          */
+    size_t cache_sessions;        /* idle sessions kept per slot: the     */
+                                  /* first instance's (opts), fixed       */
+    atomic_uint quirks;           /* P11B_QUIRK_*: the union of what      */
+                                  /* every instance that took a reference */
+                                  /* asked for (p11b_module_get)          */
 };
 
 /* Take a reference on the module for (path, init_args), creating it
- * (without loading anything) if needed. */
+ * (without loading anything) if needed. Instances sharing the module
+ * share its options: cache_sessions is the first one's, quirks add up
+ * (one instance's no-deinit keeps every instance from C_Finalize; both
+ * ECDH point forms asked for force neither: see p11b_module_ecdh_form). */
 CK_RV p11b_module_get(const char *path, const char *init_args,
-                      size_t cache_sessions, struct p11b_module **out);
+                      const struct p11b_module_opts *opts,
+                      struct p11b_module **out);
 /* Drop a reference; the last one closes sessions, finalizes and unloads,
  * except at process exit, where the module is left to the OS. */
 void p11b_module_put(struct p11b_module *mod);
@@ -73,6 +94,13 @@ CK_RV p11b_module_ensure(struct p11b_module *mod, char *errbuf, size_t errlen);
  * the module. */
 CK_RV p11b_module_slots(struct p11b_module *mod, int rescan,
                         struct p11b_slot ***out, size_t *out_n);
+
+/* The module's quirks (P11B_QUIRK_*). */
+unsigned int p11b_module_quirks(struct p11b_module *mod);
+
+/* The ECDH peer point form the quirks force: 1 DER, 0 raw, -1 none (no
+ * quirk, or both forms asked for by instances sharing the module). */
+int p11b_module_ecdh_form(struct p11b_module *mod);
 
 /* 1 once the process is exiting (set by an atexit handler registered after
  * the module was loaded, so it runs before the module's own destructors). */

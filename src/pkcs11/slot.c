@@ -549,8 +549,10 @@ void p11b_slot_forget_login(struct p11b_slot *s)
 
 int p11b_slot_ecdh_der(struct p11b_slot *s)
 {
-    int der;
+    int der = p11b_module_ecdh_form(s->mod);
 
+    if (der >= 0)
+        return der; /* a quirk of the module says */
     pthread_mutex_lock(&s->lock);
     der = s->ecdh_der;
     pthread_mutex_unlock(&s->lock);

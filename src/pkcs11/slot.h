@@ -118,7 +118,9 @@ CK_RV p11b_slot_get1_cached_pin(struct p11b_slot *slot, unsigned char **pin,
 CK_RV p11b_slot_object_session(struct p11b_slot *slot, CK_SESSION_HANDLE *out,
                                unsigned long *gen);
 
-/* ECDH peer point form the token took: 1 DER, 0 raw, -1 not known yet. */
+/* ECDH peer point form to give the token: 1 DER, 0 raw, -1 not known
+ * yet. A quirk of the module (p11b_module_ecdh_form) answers first; else
+ * the form that last worked on this slot. */
 int p11b_slot_ecdh_der(struct p11b_slot *slot);
 void p11b_slot_set_ecdh_der(struct p11b_slot *slot, int der);
 

@@ -348,7 +348,7 @@ static int apply_choices(struct p11b_prov *prov, const struct raw_config *raw)
     else if (v != NULL && strcmp(v, "none") != 0)
         return bad_value(prov, P11B_CFG_CACHE_PINS, "must be cache or none");
     v = raw->values[K_CACHE_SESSIONS];
-    if (v != NULL && !parse_number(v, 4096, &c->cache_sessions))
+    if (v != NULL && !parse_number(v, 4096, &c->mod_opts.cache_sessions))
         return bad_value(prov, P11B_CFG_CACHE_SESSIONS,
                          "must be a number from 0 to 4096");
     v = raw->values[K_ALLOW_EXPORT];
@@ -374,7 +374,7 @@ static int apply_config(struct p11b_prov *prov, const struct raw_config *raw)
     const char *quirks = raw->values[K_QUIRKS];
     const char *block = raw->values[K_BLOCK_OPS];
 
-    c->cache_sessions = 16;
+    c->mod_opts.cache_sessions = 16;
     if (env != NULL && env[0] != '\0')
         path = env;
     if (path == NULL || path[0] == '\0')
@@ -394,8 +394,12 @@ static int apply_config(struct p11b_prov *prov, const struct raw_config *raw)
         return 0;
     if (quirks != NULL &&
         !parse_words(prov, P11B_CFG_QUIRKS, quirks, quirk_words,
-                     P11B_NELEM(quirk_words), &c->quirks))
+                     P11B_NELEM(quirk_words), &c->mod_opts.quirks))
         return 0;
+    if ((c->mod_opts.quirks & P11B_QUIRK_ECDH_DER) &&
+        (c->mod_opts.quirks & P11B_QUIRK_ECDH_RAW))
+        return problem(prov, "%s: ecdh-der-point and ecdh-raw-point "
+                       "exclude each other", P11B_CFG_QUIRKS);
     if (block != NULL &&
         !parse_words(prov, P11B_CFG_BLOCK_OPS, block, block_words,
                      P11B_NELEM(block_words), &c->blocked))

@@ -191,20 +191,19 @@ static CK_RV derive_once(struct ecdh_ctx *ctx, struct p11b_op *op,
     return rv;
 }
 
+/* The slot answers: a quirk of the module first, else what worked. */
 static int point_form_der(struct ecdh_ctx *ctx, struct p11b_slot *slot)
 {
-    if (ctx->prov->cfg.quirks & P11B_QUIRK_ECDH_DER)
-        return 1;
-    if (ctx->prov->cfg.quirks & P11B_QUIRK_ECDH_RAW)
-        return 0;
+    (void)ctx;
     return p11b_slot_ecdh_der(slot) == 1;
 }
 
+/* The other form is tried unless a quirk of the module forces one. */
 static int may_switch_form(struct ecdh_ctx *ctx, CK_RV rv)
 {
     return (rv == CKR_ARGUMENTS_BAD || rv == CKR_DOMAIN_PARAMS_INVALID ||
             rv == CKR_MECHANISM_PARAM_INVALID) &&
-           !(ctx->prov->cfg.quirks & (P11B_QUIRK_ECDH_DER | P11B_QUIRK_ECDH_RAW));
+           p11b_module_ecdh_form(ctx->prov->mod) < 0;
 }
 
 static CK_RV derive_on_token(struct ecdh_ctx *ctx, unsigned char *out,

@@ -542,8 +542,6 @@ static void prov_free(struct p11b_prov *prov)
 {
     if (prov == NULL)
         return;
-    if (prov->mod != NULL && (prov->cfg.quirks & P11B_QUIRK_NO_DEINIT))
-        prov->mod->owns_init = 0;
     p11b_module_put(prov->mod);
     p11b_config_clear(&prov->cfg);
     OPENSSL_free(prov->cfg_error);
@@ -654,7 +652,7 @@ OSSL_provider_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in,
         return 1;
     }
     if (p11b_module_get(prov->cfg.module_path, prov->cfg.init_args,
-                        prov->cfg.cache_sessions, &prov->mod) != CKR_OK)
+                        &prov->cfg.mod_opts, &prov->mod) != CKR_OK)
         goto err;
     P11B_LOG(2, "provider loaded: module %s, %s loading",
              prov->cfg.module_path, prov->cfg.load_early ? "early" : "lazy");

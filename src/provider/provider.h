@@ -11,9 +11,9 @@
 #include <openssl/core_dispatch.h>
 #include <openssl/types.h>
 
+#include "pkcs11/module.h"
 #include "pkcs11/p11.h"
 
-struct p11b_module;
 struct p11b_slot;
 struct p11b_uri;
 
@@ -48,11 +48,6 @@ enum p11b_login_behavior {
     P11B_LOGIN_NEVER,
 };
 
-/* Quirks: token behaviours a user can tell us about. */
-#define P11B_QUIRK_NO_DEINIT 0x1u     /* never call C_Finalize            */
-#define P11B_QUIRK_ECDH_DER 0x4u      /* ECDH peer point DER-wrapped     */
-#define P11B_QUIRK_ECDH_RAW 0x8u      /* ECDH peer point raw, never DER  */
-
 /* Operations a user can switch off (pkcs11-module-block-operations). */
 #define P11B_BLOCK_SIGNATURE 0x1u
 #define P11B_BLOCK_ASYM_CIPHER 0x2u
@@ -71,9 +66,9 @@ struct p11b_config {
     int load_early;
     enum p11b_login_behavior login;
     int cache_pins;
-    size_t cache_sessions;
+    /* cache-sessions and quirks: handed to the module (p11b_module_get) */
+    struct p11b_module_opts mod_opts;
     int deny_export;
-    unsigned int quirks;
     unsigned int blocked;
     int cache_keys;          /* use session copies of private keys */
 };
