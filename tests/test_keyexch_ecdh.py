@@ -27,7 +27,7 @@ from test_provider import assert_misconfigured
 CURVES = {"p256": ec.SECP256R1, "p384": ec.SECP384R1, "p521": ec.SECP521R1,
           "nopub-ec": ec.SECP256R1}
 PLAIN_OK = [("CKM_ECDH1_DERIVE", "CKR_OK")]
-DESTROYED = "C_DestroyObject(derived secret) -> CKR_OK"
+DESTROYED = "CKR_OK"  # the result of C_DestroyObject(slot N, derived secret)
 CKR_OK, CKR_ARGUMENTS_BAD = 0x0, 0x7
 
 
@@ -47,8 +47,14 @@ def derive_calls(log, slot=None):
 
 
 def destroy_lines(log):
-    return [line[line.index("C_DestroyObject"):]
-            for line in u.cryptoki_calls(log, "C_DestroyObject")]
+    """The result of every C_DestroyObject of a derived secret."""
+    rx = re.compile(r"C_DestroyObject\(slot \d+, derived secret\) -> (\w+)")
+    out = []
+    for line in u.cryptoki_calls(log, "C_DestroyObject"):
+        m = rx.search(line)
+        assert m, f"C_DestroyObject log line not understood: {line}"
+        out.append(m.group(1))
+    return out
 
 
 def check_log(log, slot, calls, secret):

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "pkcs11/calls.h"
 #include "pkcs11/log.h"
 #include "pkcs11/module.h"
 #include "pkcs11/names.h"
@@ -25,8 +26,6 @@ static struct {
     pthread_mutex_t lock;
     struct p11b_module *head;   /* locked: lock */
     pthread_once_t once;
-    atomic_ulong fork_gen;
-    atomic_int exiting;
     int atexit_done;            /* locked: lock */
 } gl = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
@@ -74,7 +73,7 @@ static void fork_child(void)
 {
     struct p11b_module *m;
 
-    atomic_fetch_add(&gl.fork_gen, 1);
+    p11b_fork_generation_bump();
     /* A load that another parent thread had in progress never finishes
      * here: start over at first use. */
     for (m = gl.head; m != NULL; m = m->next) {
@@ -89,36 +88,6 @@ static void registry_init(void)
     pthread_atfork(fork_prepare, fork_parent, fork_child);
 }
 
-static __thread const char *failed_fn;
-static __thread CK_RV failed_rv;
-
-void p11b_note_call(const char *fn, CK_RV rv)
-{
-    if (rv == CKR_OK)
-        return;
-    failed_fn = fn;
-    failed_rv = rv;
-}
-
-const char *p11b_take_failed_call(CK_RV rv)
-{
-    const char *fn = failed_rv == rv ? failed_fn : NULL;
-
-    failed_fn = NULL;
-    failed_rv = CKR_OK;
-    return fn;
-}
-
-unsigned long p11b_fork_generation(void)
-{
-    return atomic_load(&gl.fork_gen);
-}
-
-int p11b_module_exiting(void)
-{
-    return atomic_load(&gl.exiting);
-}
-
 /*
  * Registered right after the first dlopen of a module: atexit handlers run
  * in reverse order, so this one runs before the module's own static
@@ -127,7 +96,7 @@ int p11b_module_exiting(void)
  */
 static void on_exit_handler(void)
 {
-    atomic_store(&gl.exiting, 1);
+    p11b_set_exiting();
 }
 
 static char *dup_or_null(const char *s)
@@ -266,10 +235,8 @@ static CK_RV module_initialize(struct p11b_module *m, int after_fork)
     memset(&args, 0, sizeof(args));
     args.flags = CKF_OS_LOCKING_OK;
     args.pReserved = m->init_args;
-    rv = m->fns->C_Initialize(&args);
-    P11B_LOG(2, "C_Initialize(%s)%s -> %s", m->path,
-             after_fork ? " after fork" : "", p11b_rv_name(rv));
-    p11b_note_call("C_Initialize", rv);
+    P11B_CALL_WHAT(rv, m->fns, C_Initialize, P11B_NO_SLOT,
+                   after_fork ? "after fork" : NULL, &args);
     if (rv == CKR_CRYPTOKI_ALREADY_INITIALIZED && after_fork) {
         /* A library that is not fork-aware (SoftHSM) kept the parent's
          * state in the child: that copy is what it supports using.
@@ -279,7 +246,8 @@ static CK_RV module_initialize(struct p11b_module *m, int after_fork)
          * sessions still count against the token's limit here: on a
          * token with a limit, this process does without key copies. */
         m->kept_parent_state = 1;
-        return m->fns->C_GetInfo(&m->info);
+        P11B_CALL(rv, m->fns, C_GetInfo, P11B_NO_SLOT, &m->info);
+        return rv;
     }
     if (rv == CKR_OK) {
         m->owns_init = 1;
@@ -291,9 +259,7 @@ static CK_RV module_initialize(struct p11b_module *m, int after_fork)
     }
     if (rv != CKR_OK)
         return rv;
-    rv = m->fns->C_GetInfo(&m->info);
-    P11B_LOG(2, "C_GetInfo(%s) -> %s", m->path, p11b_rv_name(rv));
-    p11b_note_call("C_GetInfo", rv);
+    P11B_CALL(rv, m->fns, C_GetInfo, P11B_NO_SLOT, &m->info);
     return rv;
 }
 
@@ -402,10 +368,8 @@ static CK_RV get_slot_ids(struct p11b_module *m, CK_SLOT_ID **out,
     int tries;
 
     for (tries = 0; tries < 4; tries++) {
-        rv = m->fns->C_GetSlotList(CK_TRUE, NULL, &n);
-        P11B_LOG(2, "C_GetSlotList(present) -> %s, %lu slots",
-                 p11b_rv_name(rv), rv == CKR_OK ? n : 0UL);
-        p11b_note_call("C_GetSlotList", rv);
+        P11B_CALL(rv, m->fns, C_GetSlotList, P11B_NO_SLOT, CK_TRUE, NULL, &n);
+        P11B_LOG(2, "%lu slots with a token", rv == CKR_OK ? n : 0UL);
         if (rv != CKR_OK)
             return rv;
         free(ids);
@@ -416,9 +380,7 @@ static CK_RV get_slot_ids(struct p11b_module *m, CK_SLOT_ID **out,
          * (the p11-kit client answers CKR_BUFFER_TOO_SMALL). */
         if (n == 0)
             break;
-        rv = m->fns->C_GetSlotList(CK_TRUE, ids, &n);
-        P11B_LOG(2, "C_GetSlotList(present, %lu) -> %s", n, p11b_rv_name(rv));
-        p11b_note_call("C_GetSlotList", rv);
+        P11B_CALL(rv, m->fns, C_GetSlotList, P11B_NO_SLOT, CK_TRUE, ids, &n);
         if (rv != CKR_BUFFER_TOO_SMALL) /* a token arrived in between */
             break;
     }
@@ -493,8 +455,7 @@ static void module_unload(struct p11b_module *m)
             p11b_slot_close(m->slots[i]);
         if (m->owns_init &&
             !(p11b_module_quirks(m) & P11B_QUIRK_NO_DEINIT)) {
-            rv = m->fns->C_Finalize(NULL);
-            P11B_LOG(2, "C_Finalize(%s) -> %s", m->path, p11b_rv_name(rv));
+            P11B_CALL(rv, m->fns, C_Finalize, P11B_NO_SLOT, NULL);
         }
     }
     if (m->dl != NULL)

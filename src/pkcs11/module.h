@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
+#include "pkcs11/calls.h"
 #include "pkcs11/p11.h"
 
 struct p11b_slot;
@@ -101,20 +102,5 @@ unsigned int p11b_module_quirks(struct p11b_module *mod);
 /* The ECDH peer point form the quirks force: 1 DER, 0 raw, -1 none (no
  * quirk, or both forms asked for by instances sharing the module). */
 int p11b_module_ecdh_form(struct p11b_module *mod);
-
-/* 1 once the process is exiting (set by an atexit handler registered after
- * the module was loaded, so it runs before the module's own destructors). */
-int p11b_module_exiting(void);
-
-/* The Cryptoki function that last failed in this thread, with its result,
- * so that an error raised higher up can name the call that failed (an
- * administrator reading "C_Login ...: CKR_SESSION_COUNT" would look for a
- * PIN problem). p11b_take_failed_call returns the name only when its rv
- * is the one being reported, and forgets it. */
-void p11b_note_call(const char *fn, CK_RV rv);
-const char *p11b_take_failed_call(CK_RV rv);
-
-/* The current fork generation of the process (bumped in every child). */
-unsigned long p11b_fork_generation(void);
 
 #endif

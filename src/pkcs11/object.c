@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pkcs11/calls.h"
 #include "pkcs11/log.h"
 #include "pkcs11/module.h"
 #include "pkcs11/names.h"
@@ -243,10 +244,8 @@ static CK_RV read_attrs(struct p11b_session *sess, struct p11b_obj *o,
         t[i].pValue = NULL;
         t[i].ulValueLen = CK_UNAVAILABLE_INFORMATION;
     }
-    rv = f->C_GetAttributeValue(sess->h, o->h, t, n);
-    P11B_LOG(2, "C_GetAttributeValue(lengths, %zu attributes) -> %s", n,
-             p11b_rv_name(rv));
-    p11b_note_call("C_GetAttributeValue", rv);
+    P11B_CALL_WHAT(rv, f, C_GetAttributeValue, sess->slot->id, "lengths",
+                   sess->h, o->h, t, n);
     if (!rv_attr_partial(rv))
         return rv;
     for (i = 0; i < n; i++) {
@@ -259,9 +258,8 @@ static CK_RV read_attrs(struct p11b_session *sess, struct p11b_obj *o,
             goto out;
         }
     }
-    rv = f->C_GetAttributeValue(sess->h, o->h, t, n);
-    P11B_LOG(2, "C_GetAttributeValue(values) -> %s", p11b_rv_name(rv));
-    p11b_note_call("C_GetAttributeValue", rv);
+    P11B_CALL_WHAT(rv, f, C_GetAttributeValue, sess->slot->id, "values",
+                   sess->h, o->h, t, n);
     if (!rv_attr_partial(rv))
         goto out;
     rv = CKR_OK;
@@ -364,7 +362,7 @@ static CK_RV find_handles(struct p11b_session *sess, const struct p11b_query *q,
     CK_OBJECT_HANDLE *hs = NULL, *grown;
     CK_ULONG got, tn;
     size_t n = 0;
-    char names[160];
+    char names[160], what[32];
     CK_RV rv, rv2;
 
     tn = build_template(q, t, names, sizeof(names));
@@ -374,10 +372,8 @@ static CK_RV find_handles(struct p11b_session *sess, const struct p11b_query *q,
      * came back twice, under 16 threads in a freshly forked child).
      * locked: slot->obj_lock, which C_CopyObject is made under. */
     pthread_mutex_lock(&sess->slot->obj_lock);
-    rv = f->C_FindObjectsInit(sess->h, t, tn);
-    P11B_LOG(2, "C_FindObjectsInit(slot %lu: %s) -> %s", sess->slot->id,
-             names, p11b_rv_name(rv));
-    p11b_note_call("C_FindObjectsInit", rv);
+    P11B_CALL_WHAT(rv, f, C_FindObjectsInit, sess->slot->id, names, sess->h,
+                   t, tn);
     if (rv != CKR_OK) {
         pthread_mutex_unlock(&sess->slot->obj_lock);
         return rv;
@@ -390,19 +386,18 @@ static CK_RV find_handles(struct p11b_session *sess, const struct p11b_query *q,
         }
         hs = grown;
         got = 0;
-        rv = f->C_FindObjects(sess->h, hs + n, FIND_BATCH, &got);
-        P11B_LOG(2, "C_FindObjects -> %s, %lu found", p11b_rv_name(rv),
-                 rv == CKR_OK ? got : 0UL);
-        p11b_note_call("C_FindObjects", rv);
+        P11B_CALL_WHAT(rv, f, C_FindObjects, sess->slot->id,
+                       p11b_call_what(what, sizeof(what), "%lu found",
+                                      rv == CKR_OK ? got : 0UL),
+                       sess->h, hs + n, FIND_BATCH, &got);
         if (rv != CKR_OK || got == 0)
             break;
         n += got;
         if (got < FIND_BATCH)
             break;
     }
-    rv2 = f->C_FindObjectsFinal(sess->h);
+    P11B_CALL(rv2, f, C_FindObjectsFinal, sess->slot->id, sess->h);
     pthread_mutex_unlock(&sess->slot->obj_lock);
-    P11B_LOG(2, "C_FindObjectsFinal -> %s", p11b_rv_name(rv2));
     if (rv == CKR_OK)
         rv = rv2;
     if (rv != CKR_OK) {

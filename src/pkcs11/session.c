@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "pkcs11/calls.h"
 #include "pkcs11/log.h"
 #include "pkcs11/module.h"
 #include "pkcs11/names.h"
@@ -24,15 +25,13 @@ CK_FUNCTION_LIST *p11b_session_fns(const struct p11b_session *sess)
 
 static CK_RV open_session(struct p11b_slot *s, CK_SESSION_HANDLE *out)
 {
-    CK_FUNCTION_LIST *f = s->mod->fns;
     CK_RV rv;
 
-    rv = f->C_OpenSession(s->id, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL,
-                          NULL, out);
+    P11B_CALL(rv, s->mod->fns, C_OpenSession, s->id, s->id,
+              CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, out);
     if (rv == CKR_TOKEN_WRITE_PROTECTED)
-        rv = f->C_OpenSession(s->id, CKF_SERIAL_SESSION, NULL, NULL, out);
-    P11B_LOG(2, "C_OpenSession(slot %lu) -> %s", s->id, p11b_rv_name(rv));
-    p11b_note_call("C_OpenSession", rv);
+        P11B_CALL_WHAT(rv, s->mod->fns, C_OpenSession, s->id, "read-only",
+                       s->id, CKF_SERIAL_SESSION, NULL, NULL, out);
     return rv;
 }
 
@@ -190,8 +189,8 @@ static void close_counted(struct p11b_slot *s, const struct p11b_session *sess)
     CK_RV rv;
 
     if (!p11b_module_exiting()) {
-        rv = s->mod->fns->C_CloseSession(sess->h);
-        P11B_LOG(2, "C_CloseSession(slot %lu) -> %s", s->id, p11b_rv_name(rv));
+        P11B_CALL(rv, s->mod->fns, C_CloseSession, s->id, sess->h);
+        (void)rv;
     }
     pthread_mutex_lock(&s->lock);
     if (sess->gen == s->gen && s->nopen > 0) {
@@ -216,12 +215,11 @@ void p11b_session_discard(struct p11b_session *sess)
 CK_RV p11b_session_context_login(struct p11b_session *sess,
                                  const unsigned char *pin, size_t pin_len)
 {
-    CK_RV rv = p11b_session_fns(sess)->C_Login(
-        sess->h, CKU_CONTEXT_SPECIFIC, (CK_UTF8CHAR *)pin, (CK_ULONG)pin_len);
+    CK_RV rv;
 
-    P11B_LOG(2, "C_Login(slot %lu, CKU_CONTEXT_SPECIFIC) -> %s",
-             sess->slot->id, p11b_rv_name(rv));
-    p11b_note_call("C_Login", rv);
+    P11B_CALL_WHAT(rv, sess->slot->mod->fns, C_Login, sess->slot->id,
+                   "CKU_CONTEXT_SPECIFIC", sess->h, CKU_CONTEXT_SPECIFIC,
+                   (CK_UTF8CHAR *)pin, (CK_ULONG)pin_len);
     return rv;
 }
 
@@ -262,8 +260,8 @@ void p11b_session_release_rv(struct p11b_session *sess, CK_RV rv)
     if (counted) {
         close_counted(s, sess);
     } else if (close_it && !p11b_module_exiting()) {
-        rv = s->mod->fns->C_CloseSession(sess->h);
-        P11B_LOG(2, "C_CloseSession(slot %lu) -> %s", s->id, p11b_rv_name(rv));
+        P11B_CALL_WHAT(rv, s->mod->fns, C_CloseSession, s->id,
+                       "of an older generation", sess->h);
     }
     sess->slot = NULL;
     sess->h = CK_INVALID_HANDLE;

@@ -10,6 +10,7 @@
 
 #include <openssl/crypto.h> /* OPENSSL_cleanse only */
 
+#include "pkcs11/calls.h"
 #include "pkcs11/log.h"
 #include "pkcs11/module.h"
 #include "pkcs11/names.h"
@@ -64,47 +65,28 @@ void p11b_slot_free(struct p11b_slot *s)
 
 void p11b_slot_close(struct p11b_slot *s)
 {
-    CK_FUNCTION_LIST *f = s->mod->fns;
     size_t i;
     CK_RV rv;
 
     /* Module teardown: no other thread uses the slot any more. */
     for (i = 0; i < s->nidle; i++) {
-        rv = f->C_CloseSession(s->idle[i]);
-        P11B_LOG(2, "C_CloseSession(slot %lu) at unload -> %s", s->id,
-                 p11b_rv_name(rv));
+        P11B_CALL_WHAT(rv, s->mod->fns, C_CloseSession, s->id, "at unload",
+                       s->idle[i]);
     }
     s->nidle = 0;
     if (s->obj_session != CK_INVALID_HANDLE) {
-        rv = f->C_CloseSession(s->obj_session); /* destroys the key copies */
-        P11B_LOG(2, "C_CloseSession(slot %lu) of the object session -> %s",
-                 s->id, p11b_rv_name(rv));
+        /* It destroys the key copies. */
+        P11B_CALL_WHAT(rv, s->mod->fns, C_CloseSession, s->id,
+                       "the object session", s->obj_session);
         s->obj_session = CK_INVALID_HANDLE;
     }
     if (s->login_session != CK_INVALID_HANDLE) {
-        rv = f->C_Logout(s->login_session);
-        P11B_LOG(2, "C_Logout(slot %lu) -> %s", s->id, p11b_rv_name(rv));
-        rv = f->C_CloseSession(s->login_session);
-        P11B_LOG(2, "C_CloseSession(slot %lu) of the login session -> %s",
-                 s->id, p11b_rv_name(rv));
+        P11B_CALL(rv, s->mod->fns, C_Logout, s->id, s->login_session);
+        P11B_CALL_WHAT(rv, s->mod->fns, C_CloseSession, s->id,
+                       "the login session", s->login_session);
         s->login_session = CK_INVALID_HANDLE;
     }
     s->logged_in = 0;
-}
-
-int p11b_rv_is_token_gone(CK_RV rv)
-{
-    switch (rv) {
-    case CKR_DEVICE_REMOVED:
-    case CKR_TOKEN_NOT_PRESENT:
-    case CKR_TOKEN_NOT_RECOGNIZED:
-    case CKR_SESSION_HANDLE_INVALID:
-    case CKR_SESSION_CLOSED:
-    case CKR_CRYPTOKI_NOT_INITIALIZED:
-        return 1;
-    default:
-        return 0;
-    }
 }
 
 /* locked: s->lock */
@@ -142,9 +124,8 @@ static void close_handles(struct p11b_slot *s, CK_SESSION_HANDLE *hs, size_t n)
     if (p11b_module_exiting())
         return;
     for (i = 0; i < n; i++) {
-        rv = s->mod->fns->C_CloseSession(hs[i]);
-        P11B_LOG(2, "C_CloseSession(slot %lu) of a dropped session -> %s",
-                 s->id, p11b_rv_name(rv));
+        P11B_CALL_WHAT(rv, s->mod->fns, C_CloseSession, s->id,
+                       "a dropped session", hs[i]);
     }
 }
 
@@ -184,20 +165,38 @@ void p11b_slot_reset_after_fork(struct p11b_slot *s)
     pthread_mutex_unlock(&s->lock);
 }
 
+void p11b_slot_info(struct p11b_slot *s, CK_SLOT_INFO *out)
+{
+    pthread_mutex_lock(&s->lock);
+    *out = s->info;
+    pthread_mutex_unlock(&s->lock);
+}
+
+void p11b_slot_label(struct p11b_slot *s, char *buf, size_t len)
+{
+    size_t n = sizeof(s->token.label);
+
+    if (len == 0)
+        return;
+    n = n < len ? n : len - 1;
+    pthread_mutex_lock(&s->lock);
+    memcpy(buf, s->token.label, n);
+    pthread_mutex_unlock(&s->lock);
+    while (n > 0 && buf[n - 1] == ' ')
+        n--;
+    buf[n] = '\0';
+}
+
 CK_RV p11b_slot_refresh(struct p11b_slot *s)
 {
-    CK_FUNCTION_LIST *f = s->mod->fns;
     CK_SLOT_INFO si;
     CK_TOKEN_INFO ti;
     CK_RV rv;
 
-    rv = f->C_GetSlotInfo(s->id, &si);
-    P11B_LOG(2, "C_GetSlotInfo(slot %lu) -> %s", s->id, p11b_rv_name(rv));
-    p11b_note_call("C_GetSlotInfo", rv);
+    P11B_CALL(rv, s->mod->fns, C_GetSlotInfo, s->id, s->id, &si);
     if (rv != CKR_OK)
         return rv;
-    rv = f->C_GetTokenInfo(s->id, &ti);
-    P11B_LOG(2, "C_GetTokenInfo(slot %lu) -> %s", s->id, p11b_rv_name(rv));
+    P11B_CALL(rv, s->mod->fns, C_GetTokenInfo, s->id, s->id, &ti);
     if (rv == CKR_GENERAL_ERROR) {
         /* Once more after a pause: SoftHSM fails so while another process
          * rewrites the token's files. A token that cannot be read at all
@@ -205,11 +204,9 @@ CK_RV p11b_slot_refresh(struct p11b_slot *s)
         struct timespec pause = { 0, 20 * 1000 * 1000 };
 
         nanosleep(&pause, NULL);
-        rv = f->C_GetTokenInfo(s->id, &ti);
-        P11B_LOG(2, "C_GetTokenInfo(slot %lu) again -> %s", s->id,
-                 p11b_rv_name(rv));
+        P11B_CALL_WHAT(rv, s->mod->fns, C_GetTokenInfo, s->id, "again", s->id,
+                       &ti);
     }
-    p11b_note_call("C_GetTokenInfo", rv);
 
     pthread_mutex_lock(&s->lock);
     s->info = si;
@@ -266,21 +263,22 @@ static int cmp_mech(const void *a, const void *b)
 
 static void load_mechanisms(struct p11b_slot *s)
 {
-    CK_FUNCTION_LIST *f = s->mod->fns;
     CK_MECHANISM_TYPE *list = NULL;
+    char what[32];
     CK_ULONG n = 0;
     CK_RV rv;
 
-    rv = f->C_GetMechanismList(s->id, NULL, &n);
+    P11B_CALL_WHAT(rv, s->mod->fns, C_GetMechanismList, s->id, "count", s->id,
+                   NULL, &n);
     if (rv == CKR_OK && n > 0) {
         list = calloc(n, sizeof(*list));
         if (list == NULL)
             return;
-        rv = f->C_GetMechanismList(s->id, list, &n);
+        P11B_CALL_WHAT(rv, s->mod->fns, C_GetMechanismList, s->id,
+                       p11b_call_what(what, sizeof(what), "%lu mechanisms",
+                                      rv == CKR_OK ? n : 0UL),
+                       s->id, list, &n);
     }
-    P11B_LOG(2, "C_GetMechanismList(slot %lu) -> %s, %lu mechanisms", s->id,
-             p11b_rv_name(rv), rv == CKR_OK ? n : 0UL);
-    p11b_note_call("C_GetMechanismList", rv);
     if (rv != CKR_OK) {
         free(list);
         return;
@@ -345,10 +343,8 @@ CK_RV p11b_slot_mechanism_info(struct p11b_slot *s, CK_MECHANISM_TYPE mech,
 
     memset(&got, 0, sizeof(got));
     got.type = mech;
-    got.rv = s->mod->fns->C_GetMechanismInfo(s->id, mech, &got.info);
-    P11B_LOG(2, "C_GetMechanismInfo(slot %lu, %s) -> %s", s->id,
-             p11b_mech_name(mech), p11b_rv_name(got.rv));
-    p11b_note_call("C_GetMechanismInfo", got.rv);
+    P11B_CALL_WHAT(got.rv, s->mod->fns, C_GetMechanismInfo, s->id,
+                   p11b_mech_name(mech), s->id, mech, &got.info);
     pthread_mutex_lock(&s->lock);
     if (minfo_find(s, mech) == NULL) {
         grown = realloc(s->minfo, (s->nminfo + 1) * sizeof(*grown));
@@ -433,10 +429,8 @@ static CK_RV do_login(struct p11b_slot *s, const unsigned char *pin,
     rv = p11b_session_acquire(s, &sess);
     if (rv != CKR_OK)
         return rv;
-    rv = s->mod->fns->C_Login(sess.h, CKU_USER, (CK_UTF8CHAR *)pin,
-                              (CK_ULONG)pin_len);
-    P11B_LOG(2, "C_Login(slot %lu, CKU_USER) -> %s", s->id, p11b_rv_name(rv));
-    p11b_note_call("C_Login", rv);
+    P11B_CALL_WHAT(rv, s->mod->fns, C_Login, s->id, "CKU_USER", sess.h,
+                   CKU_USER, (CK_UTF8CHAR *)pin, (CK_ULONG)pin_len);
     if (rv == CKR_USER_ALREADY_LOGGED_IN)
         rv = CKR_OK;
     if (rv != CKR_OK) {
@@ -597,10 +591,8 @@ CK_RV p11b_slot_object_session(struct p11b_slot *s, CK_SESSION_HANDLE *out,
     s->nopen++; /* counted before it is opened, like the pool's sessions */
     pthread_mutex_unlock(&s->lock);
 
-    rv = s->mod->fns->C_OpenSession(s->id, CKF_SERIAL_SESSION, NULL, NULL, &h);
-    P11B_LOG(2, "C_OpenSession(slot %lu) for session objects -> %s", s->id,
-             p11b_rv_name(rv));
-    p11b_note_call("C_OpenSession", rv);
+    P11B_CALL_WHAT(rv, s->mod->fns, C_OpenSession, s->id, "for session objects",
+                   s->id, CKF_SERIAL_SESSION, NULL, NULL, &h);
 
     pthread_mutex_lock(&s->lock);
     if (s->gen == g) {
@@ -618,8 +610,12 @@ CK_RV p11b_slot_object_session(struct p11b_slot *s, CK_SESSION_HANDLE *out,
     *out = s->obj_session;
     *gen = s->gen;
     pthread_mutex_unlock(&s->lock);
-    if (rv == CKR_OK && h != CK_INVALID_HANDLE)
-        s->mod->fns->C_CloseSession(h); /* the slot was reset meanwhile */
+    if (rv == CKR_OK && h != CK_INVALID_HANDLE) {
+        CK_RV rv2; /* the slot was reset meanwhile */
+
+        P11B_CALL(rv2, s->mod->fns, C_CloseSession, s->id, h);
+        (void)rv2;
+    }
     if (rv != CKR_OK)
         return rv;
     return *out != CK_INVALID_HANDLE ? CKR_OK : CKR_SESSION_HANDLE_INVALID;

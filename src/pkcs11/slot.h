@@ -12,6 +12,7 @@
 #define P11B_SLOT_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include "pkcs11/p11.h"
 
@@ -60,7 +61,7 @@ struct p11b_slot {
     CK_SESSION_HANDLE obj_session; /* locked: lock                         */
     int obj_opening;               /* locked: lock; one thread opens it    */
     pthread_mutex_t obj_lock;
-    int copy_refused;              /* C_CopyObject failed once: no copies  */
+    atomic_int copy_refused;       /* C_CopyObject failed once: no copies  */
 };
 
 struct p11b_mech_info {
@@ -77,6 +78,10 @@ void p11b_slot_close(struct p11b_slot *slot);
 
 /* Reread slot and token info (C_GetSlotInfo, C_GetTokenInfo). */
 CK_RV p11b_slot_refresh(struct p11b_slot *slot);
+/* Copy of the slot info as last read. */
+void p11b_slot_info(struct p11b_slot *slot, CK_SLOT_INFO *out);
+/* The token's label as last read, without its blank padding. */
+void p11b_slot_label(struct p11b_slot *slot, char *buf, size_t len);
 /* Copy of the token info, refreshed first if it is stale. */
 CK_RV p11b_slot_token_info(struct p11b_slot *slot, CK_TOKEN_INFO *out);
 
@@ -86,8 +91,6 @@ void p11b_slot_invalidate(struct p11b_slot *slot);
 /* The same after fork, without Cryptoki calls and without the lock
  * (the child is single-threaded at that point). */
 void p11b_slot_reset_after_fork(struct p11b_slot *slot);
-/* 1 if rv means the token or our sessions went away. */
-int p11b_rv_is_token_gone(CK_RV rv);
 
 /* Mechanisms: 1 if the token has it (list cached once per generation). */
 int p11b_slot_has_mechanism(struct p11b_slot *slot, CK_MECHANISM_TYPE mech);

@@ -183,38 +183,17 @@ static CK_RV decrypt_once(struct rsa_cipher_ctx *ctx, CK_MECHANISM *mech,
                           const unsigned char *in, size_t inlen,
                           unsigned char *out, size_t *outlen, int *raised)
 {
-    struct p11b_op op;
-    CK_ULONG len = *outlen;
+    struct p11b_key_op kop;
+    enum p11b_op_stage stage;
     CK_RV rv;
 
-    if (!p11b_key_op_begin(ctx->key, &op)) {
+    if (!p11b_key_op_begin(ctx->key, &kop)) {
         *raised = 1;
         return CKR_GENERAL_ERROR;
     }
-    ERR_set_mark(); /* a software token's own libcrypto errors stay out */
-    rv = op.f->C_DecryptInit(op.sess.h, mech, op.h);
-    ERR_pop_to_mark();
-    P11B_LOG(2, "C_DecryptInit(slot %lu, %s) -> %s", op.sess.slot->id,
-             p11b_mech_name(mech->mechanism), p11b_rv_name(rv));
-    p11b_note_call("C_DecryptInit", rv);
-    if (rv == CKR_OK && !p11b_key_op_context_login(&op)) {
-        p11b_session_discard(&op.sess);
+    rv = p11b_op_decrypt(&kop.op, mech, in, inlen, out, outlen, &stage);
+    if (!p11b_key_op_end(&kop, rv, stage))
         *raised = 1;
-        return CKR_GENERAL_ERROR;
-    }
-    if (rv == CKR_OK) {
-        ERR_set_mark();
-        rv = op.f->C_Decrypt(op.sess.h, (CK_BYTE *)in, (CK_ULONG)inlen, out,
-                             &len);
-        ERR_pop_to_mark();
-        /* Level 2 logs the result only: its text must not differ with
-         * the padding of the input. */
-        P11B_LOG(2, "C_Decrypt(%zu bytes) -> %s", inlen, p11b_rv_name(rv));
-        p11b_note_call("C_Decrypt", rv);
-    }
-    p11b_key_op_end(&op, rv);
-    if (rv == CKR_OK)
-        *outlen = len;
     return rv;
 }
 

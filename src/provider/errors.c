@@ -9,6 +9,7 @@
 
 #include <openssl/err.h>
 
+#include "pkcs11/calls.h"
 #include "pkcs11/log.h"
 #include "pkcs11/module.h"
 #include "pkcs11/names.h"
@@ -167,4 +168,19 @@ void p11b_raise_rv(const struct p11b_prov *prov, int fallback, CK_RV rv,
              fn != NULL ? fn : "", fn != NULL ? " returned " : "", rv_text(rv),
              rv, hint);
     raise_text(prov, p11b_reason_for_rv(rv, fallback), file, line, func, text);
+}
+
+static void guard_enter(void)
+{
+    ERR_set_mark();
+}
+
+static void guard_leave(void)
+{
+    ERR_pop_to_mark();
+}
+
+void p11b_errors_guard_token_calls(void)
+{
+    p11b_calls_set_guard(guard_enter, guard_leave);
 }

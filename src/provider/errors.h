@@ -63,12 +63,17 @@ const char *p11b_rv_hint(const char *fn, CK_RV rv);
 int p11b_reason_for_rv(CK_RV rv, int fallback);
 
 /*
- * Run `call`, a call into the token layer, with the error queue marked. A
- * software token linked to the application's own libcrypto (SoftHSM) puts
- * its errors on the caller's queue: "bad decrypt" from C_Login with a
- * wrong PIN, "no such engine" from C_Initialize. They are not ours; what
- * went wrong is raised from the CK_RV, after the call.
+ * A software token linked to the application's own libcrypto (SoftHSM)
+ * puts its errors on the caller's queue: "bad decrypt" from C_Login with
+ * a wrong PIN, "no such engine" from C_Initialize. They are not ours;
+ * what went wrong is raised from the CK_RV, after the call. This installs
+ * the guard that marks the queue around every Cryptoki call (the door of
+ * src/pkcs11/calls.h) and pops back to the mark after it.
  */
+void p11b_errors_guard_token_calls(void);
+
+/* Run `call` with the error queue marked: for token code that runs
+ * outside a Cryptoki call (a module's constructors, at dlopen). */
 #define P11B_QUIET(call)                                                      \
     do {                                                                      \
         ERR_set_mark();                                                       \

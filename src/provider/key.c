@@ -367,7 +367,7 @@ static int current_priv(struct p11b_key *key, struct p11b_obj **out)
     q.key_type = o->key_type;
     q.id = o->id;
     q.label = o->label;
-    P11B_QUIET(rv = p11b_object_find(o->slot, &q, &found, &n));
+    rv = p11b_object_find(o->slot, &q, &found, &n);
     if (rv != CKR_OK || n == 0) {
         P11B_RAISE_RV(key->prov, P11B_R_URI_NO_MATCH,
                       rv == CKR_OK ? CKR_OBJECT_HANDLE_INVALID : rv,
@@ -427,47 +427,6 @@ int p11b_key_check_mech_size(struct p11b_key *key, CK_MECHANISM_TYPE mech)
     return 0;
 }
 
-/*
- * The handle to use for an operation: a session copy of the private key
- * where the token allows (SoftHSM signs P-256 in ~40 us with one, ~60 us
- * with the stored key), made once per slot generation in the slot's
- * object session. Not for keys that need a login per operation; not when
- * pkcs11-module-cache-keys = false; never again on a slot whose token
- * refused a copy once.
- */
-static CK_OBJECT_HANDLE op_handle(struct p11b_key *key, struct p11b_obj *o)
-{
-    static CK_BBOOL no = CK_FALSE;
-    CK_ATTRIBUTE tmpl = { CKA_TOKEN, &no, sizeof(no) };
-    struct p11b_slot *slot = o->slot;
-    CK_OBJECT_HANDLE h = o->h, copy;
-    CK_SESSION_HANDLE sh;
-    unsigned long gen;
-    CK_RV rv;
-
-    if (!key->prov->cfg.cache_keys || o->always_auth || slot->copy_refused ||
-        p11b_slot_object_session(slot, &sh, &gen) != CKR_OK || gen != o->gen)
-        return h;
-    /* locked: slot->obj_lock (the copy, and calls on the object session) */
-    pthread_mutex_lock(&slot->obj_lock);
-    if (o->copy != CK_INVALID_HANDLE && o->copy_gen == gen) {
-        h = o->copy;
-    } else {
-        rv = slot->mod->fns->C_CopyObject(sh, o->h, &tmpl, 1, &copy);
-        P11B_LOG(2, "C_CopyObject(slot %lu, key to a session object) -> %s",
-                 slot->id, p11b_rv_name(rv));
-        if (rv == CKR_OK) {
-            o->copy = copy;
-            o->copy_gen = gen;
-            h = copy;
-        } else if (!p11b_rv_is_token_gone(rv)) {
-            slot->copy_refused = 1; /* the stored key it is, from now on */
-        }
-    }
-    pthread_mutex_unlock(&slot->obj_lock);
-    return h;
-}
-
 int p11b_key_unambiguous(const struct p11b_key *key)
 {
     size_t n = atomic_load((atomic_size_t *)&key->ambiguous);
@@ -482,13 +441,23 @@ int p11b_key_unambiguous(const struct p11b_key *key)
     return 0;
 }
 
-int p11b_key_op_begin(struct p11b_key *key, struct p11b_op *op)
+/* The per-operation login, from the operation layer. Our error is
+ * raised here; the operation reports the stage, not the queue. */
+static CK_RV key_context_login(void *arg, struct p11b_session *sess)
+{
+    struct p11b_key_op *kop = arg;
+
+    return p11b_prov_context_login(kop->key->prov, sess)
+               ? CKR_OK
+               : CKR_USER_NOT_LOGGED_IN;
+}
+
+int p11b_key_op_begin(struct p11b_key *key, struct p11b_key_op *kop)
 {
     struct p11b_obj *o = NULL;
-    CK_RV rv;
 
-    memset(op, 0, sizeof(*op));
-    op->key = key;
+    memset(kop, 0, sizeof(*kop));
+    kop->key = key;
     if (!p11b_key_unambiguous(key))
         return 0;
     if (key->priv == NULL) {
@@ -505,30 +474,23 @@ int p11b_key_op_begin(struct p11b_key *key, struct p11b_op *op)
         return 0;
     if (!current_priv(key, &o))
         return 0;
-    rv = p11b_session_acquire(o->slot, &op->sess);
-    if (rv != CKR_OK) {
-        P11B_RAISE_RV(key->prov, P11B_R_SESSION, rv, "C_OpenSession on slot %lu",
-                      o->slot->id);
-        p11b_obj_free(o);
-        return 0;
-    }
-    op->h = op_handle(key, o);
-    op->f = p11b_session_fns(&op->sess);
-    p11b_obj_free(o);
+    kop->auth.context_login = key_context_login;
+    kop->auth.arg = kop;
+    kop->op.key = o;
+    kop->op.may_copy = key->prov->cfg.cache_keys;
+    kop->op.auth = &kop->auth;
     return 1;
 }
 
-int p11b_key_op_context_login(struct p11b_op *op)
+int p11b_key_op_end(struct p11b_key_op *kop, CK_RV rv,
+                    enum p11b_op_stage stage)
 {
-    struct p11b_key *key = op->key;
+    struct p11b_obj *o = kop->op.key;
 
-    if (!key->priv->always_auth)
-        return 1;
-    return p11b_prov_context_login(key->prov, &op->sess);
-}
-
-void p11b_key_op_end(struct p11b_op *op, CK_RV rv)
-{
-    if (op->sess.slot != NULL)
-        p11b_session_release_rv(&op->sess, rv);
+    kop->op.key = NULL;
+    if (stage == P11B_OP_STAGE_SESSION)
+        P11B_RAISE_RV(kop->key->prov, P11B_R_SESSION, rv,
+                      "C_OpenSession on slot %lu", o->slot->id);
+    p11b_obj_free(o);
+    return stage == P11B_OP_STAGE_TOKEN;
 }

@@ -15,7 +15,7 @@
 #include <openssl/evp.h>
 
 #include "pkcs11/p11.h"
-#include "pkcs11/session.h"
+#include "pkcs11/op.h"
 
 struct p11b_prov;
 struct p11b_obj;
@@ -90,26 +90,25 @@ int p11b_key_set_public(struct p11b_key *key, const struct p11b_obj *obj,
 
 /*
  * A private-key operation on the token. p11b_key_op_begin makes sure the
- * key's handle belongs to the token's current state (after fork or token
- * re-insertion it is found again by CKA_ID/label), that the token is
- * logged in when the key is private, and borrows a session from the pool.
+ * key's object belongs to the token's current state (after fork or token
+ * re-insertion it is found again by CKA_ID/label) and that the token is
+ * logged in when the key is private, and fills `op` for src/pkcs11/op.h.
  * Raises and returns 0 on failure.
  */
-struct p11b_op {
+struct p11b_key_op {
     struct p11b_key *key;
-    struct p11b_session sess;
-    CK_OBJECT_HANDLE h;
-    CK_FUNCTION_LIST *f;
+    struct p11b_op op;          /* what the operation layer is given */
+    struct p11b_op_auth auth;   /* our context login, for op.auth    */
 };
 
 /* 1 when the key may be used; else raises the ambiguity error, 0. */
 int p11b_key_unambiguous(const struct p11b_key *key);
-int p11b_key_op_begin(struct p11b_key *key, struct p11b_op *op);
-/* After C_*Init: the CKU_CONTEXT_SPECIFIC login that keys with
- * CKA_ALWAYS_AUTHENTICATE require before each operation. */
-int p11b_key_op_context_login(struct p11b_op *op);
-/* Give the session back; rv says whether it is still good. */
-void p11b_key_op_end(struct p11b_op *op, CK_RV rv);
+int p11b_key_op_begin(struct p11b_key *key, struct p11b_key_op *kop);
+/* After the operation: drops what begin took. A failure before the
+ * token's own call (no session; the context login, already reported) is
+ * raised here and makes it return 0; else 1, and the caller judges rv. */
+int p11b_key_op_end(struct p11b_key_op *kop, CK_RV rv,
+                    enum p11b_op_stage stage);
 /* 1 if the key's token has the mechanism and the key allows it
  * (CKA_ALLOWED_MECHANISMS, absent or empty: no restriction). */
 int p11b_key_can_use(const struct p11b_key *key, CK_MECHANISM_TYPE mech);

@@ -156,41 +156,6 @@ static int same_curve(struct ecdh_ctx *ctx)
     return 0;
 }
 
-/* C_DeriveKey into a session object, read CKA_VALUE, destroy it. */
-static CK_RV derive_once(struct ecdh_ctx *ctx, struct p11b_op *op,
-                         CK_MECHANISM *mech, unsigned char *out, size_t len)
-{
-    static CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
-    static CK_KEY_TYPE kt = CKK_GENERIC_SECRET;
-    static CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
-    CK_ULONG vlen = len;
-    CK_ATTRIBUTE tmpl[] = {
-        { CKA_CLASS, &cls, sizeof(cls) },   { CKA_KEY_TYPE, &kt, sizeof(kt) },
-        { CKA_TOKEN, &no, sizeof(no) },     { CKA_PRIVATE, &no, sizeof(no) },
-        { CKA_SENSITIVE, &no, sizeof(no) }, { CKA_EXTRACTABLE, &yes, sizeof(yes) },
-        { CKA_VALUE_LEN, &vlen, sizeof(vlen) },
-    };
-    CK_ATTRIBUTE val = { CKA_VALUE, out, len };
-    CK_OBJECT_HANDLE secret = CK_INVALID_HANDLE;
-    CK_RV rv, rv2;
-
-    rv = op->f->C_DeriveKey(op->sess.h, mech, op->h, tmpl, P11B_NELEM(tmpl),
-                            &secret);
-    P11B_LOG(2, "C_DeriveKey(slot %lu, %s) -> %s", op->sess.slot->id,
-             p11b_mech_name(mech->mechanism), p11b_rv_name(rv));
-    p11b_note_call("C_DeriveKey", rv);
-    if (rv != CKR_OK)
-        return rv;
-    rv = op->f->C_GetAttributeValue(op->sess.h, secret, &val, 1);
-    P11B_LOG(2, "C_GetAttributeValue(derived secret) -> %s", p11b_rv_name(rv));
-    p11b_note_call("C_GetAttributeValue", rv);
-    if (rv == CKR_OK && val.ulValueLen != len)
-        rv = CKR_KEY_SIZE_RANGE;
-    rv2 = op->f->C_DestroyObject(op->sess.h, secret);
-    P11B_LOG(2, "C_DestroyObject(derived secret) -> %s", p11b_rv_name(rv2));
-    return rv;
-}
-
 /* The slot answers: a quirk of the module first, else what worked. */
 static int point_form_der(struct ecdh_ctx *ctx, struct p11b_slot *slot)
 {
@@ -214,7 +179,8 @@ static CK_RV derive_on_token(struct ecdh_ctx *ctx, unsigned char *out,
     CK_ECDH1_DERIVE_PARAMS p = { CKD_NULL, 0, NULL, 0, NULL };
     CK_MECHANISM mech = { CKM_ECDH1_DERIVE, &p, sizeof(p) };
     struct p11b_slot *slot;
-    struct p11b_op op;
+    struct p11b_key_op kop;
+    enum p11b_op_stage stage;
     int der_form, tries, pref = -1, switched = 0;
     CK_RV rv = CKR_OK;
 
@@ -231,18 +197,21 @@ static CK_RV derive_on_token(struct ecdh_ctx *ctx, unsigned char *out,
         return CKR_KEY_SIZE_RANGE;
     }
     for (tries = 0; tries < 3; tries++) {
-        if (!p11b_key_op_begin(ctx->key, &op)) {
+        if (!p11b_key_op_begin(ctx->key, &kop)) {
             *raised = 1;
             return CKR_GENERAL_ERROR;
         }
+        slot = kop.op.key->slot;
         if (pref < 0)
-            pref = point_form_der(ctx, op.sess.slot);
+            pref = point_form_der(ctx, slot);
         der_form = switched ? !pref : pref;
         p.pPublicData = der_form ? der : raw;
         p.ulPublicDataLen = der_form ? derlen : rawlen;
-        rv = derive_once(ctx, &op, &mech, out, len);
-        slot = op.sess.slot;
-        p11b_key_op_end(&op, rv);
+        rv = p11b_op_derive_secret(&kop.op, &mech, out, len, &stage);
+        if (!p11b_key_op_end(&kop, rv, stage)) {
+            *raised = 1;
+            return rv;
+        }
         if (rv == CKR_OK) {
             p11b_slot_set_ecdh_der(slot, der_form); /* remember what worked */
             break;

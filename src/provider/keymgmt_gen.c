@@ -23,7 +23,7 @@
 #include "pkcs11/module.h"
 #include "pkcs11/names.h"
 #include "pkcs11/object.h"
-#include "pkcs11/session.h"
+#include "pkcs11/op.h"
 #include "pkcs11/slot.h"
 #include "pkcs11/uri.h"
 #include "provider/errors.h"
@@ -405,7 +405,6 @@ static int generate(struct p11b_gen_ctx *g, struct p11b_slot *slot,
                     const struct p11b_uri *u, struct p11b_uri *made)
 {
     struct gen_tmpl t;
-    struct p11b_session sess;
     CK_OBJECT_HANDLE hpub, hpriv;
     CK_TOKEN_INFO ti;
     CK_RV rv;
@@ -413,19 +412,8 @@ static int generate(struct p11b_gen_ctx *g, struct p11b_slot *slot,
     memset(&t, 0, sizeof(t));
     if (!fill_templates(g, u, &t))
         return 0;
-    P11B_QUIET(rv = p11b_session_acquire(slot, &sess));
-    if (rv != CKR_OK) {
-        P11B_RAISE_RV(g->prov, P11B_R_SESSION, rv, "C_OpenSession on slot %lu",
-                      slot->id);
-        return 0;
-    }
-    P11B_QUIET(rv = p11b_session_fns(&sess)->C_GenerateKeyPair(
-                   sess.h, &t.mech, t.pub, t.npub, t.priv, t.npriv, &hpub,
-                   &hpriv));
-    P11B_LOG(2, "C_GenerateKeyPair(slot %lu, %s) -> %s", slot->id,
-             p11b_mech_name(t.mech.mechanism), p11b_rv_name(rv));
-    p11b_note_call("C_GenerateKeyPair", rv);
-    p11b_session_release_rv(&sess, rv);
+    rv = p11b_op_generate_pair(slot, &t.mech, t.pub, t.npub, t.priv, t.npriv,
+                               &hpub, &hpriv);
     if (rv != CKR_OK) {
         P11B_RAISE_RV(g->prov, P11B_R_OPERATION_FAILED, rv,
                       "C_GenerateKeyPair with %s on slot %lu",

@@ -17,6 +17,7 @@
 #include <openssl/params.h>
 #include <openssl/provider.h>
 
+#include "pkcs11/calls.h"
 #include "pkcs11/log.h"
 #include "pkcs11/module.h"
 #include "pkcs11/names.h"
@@ -122,9 +123,7 @@ static int slot_matches(struct p11b_slot *s, const struct p11b_uri *uri,
     }
     if (!(ti.flags & CKF_TOKEN_INITIALIZED))
         return 0; /* a blank token holds nothing to find */
-    pthread_mutex_lock(&s->lock);
-    si = s->info;
-    pthread_mutex_unlock(&s->lock);
+    p11b_slot_info(s, &si);
     return p11b_uri_match_library(uri, &s->mod->info) &&
            p11b_uri_match_slot(uri, s->id, &si) &&
            p11b_uri_match_token(uri, &ti);
@@ -152,7 +151,7 @@ int p11b_prov_match_slots(struct p11b_prov *prov, const struct p11b_uri *uri,
     for (pass = 0; pass < 2 && k == 0; pass++) {
         /* The second pass rescans: a token may have been inserted. */
         bad.rv = CKR_OK;
-        P11B_QUIET(rv = p11b_module_slots(prov->mod, pass, &all, &n));
+        rv = p11b_module_slots(prov->mod, pass, &all, &n);
         if (rv != CKR_OK) {
             P11B_RAISE_RV(prov, P11B_R_MODULE_INIT, rv, "C_GetSlotList(%s)",
                           prov->cfg.module_path);
@@ -162,7 +161,7 @@ int p11b_prov_match_slots(struct p11b_prov *prov, const struct p11b_uri *uri,
         for (i = 0; i < n; i++) {
             int match;
 
-            P11B_QUIET(match = slot_matches(all[i], uri, pass > 0, &bad));
+            match = slot_matches(all[i], uri, pass > 0, &bad);
             if (match)
                 hits[k++] = all[i];
         }
@@ -197,20 +196,6 @@ int p11b_prov_match_slots(struct p11b_prov *prov, const struct p11b_uri *uri,
 
 /* ---- login ----------------------------------------------------------- */
 
-static void label_of(struct p11b_slot *s, char *buf, size_t len)
-{
-    size_t n;
-
-    pthread_mutex_lock(&s->lock);
-    n = sizeof(s->token.label);
-    memcpy(buf, s->token.label, n < len ? n : len - 1);
-    pthread_mutex_unlock(&s->lock);
-    n = n < len ? n : len - 1;
-    while (n > 0 && buf[n - 1] == ' ')
-        n--;
-    buf[n] = '\0';
-}
-
 static int pin_from_callback(struct p11b_slot *s, OSSL_PASSPHRASE_CALLBACK *cb,
                              void *cbarg, unsigned char **out, size_t *out_len)
 {
@@ -219,7 +204,7 @@ static int pin_from_callback(struct p11b_slot *s, OSSL_PASSPHRASE_CALLBACK *cb,
     char *buf;
     size_t len = 0;
 
-    label_of(s, label, sizeof(label));
+    p11b_slot_label(s, label, sizeof(label));
     snprintf(info, sizeof(info), "PIN for token '%s'", label);
     params[0] = OSSL_PARAM_construct_utf8_string(OSSL_PASSPHRASE_PARAM_INFO,
                                                  info, 0);
@@ -262,13 +247,13 @@ static int sole_login_token(struct p11b_prov *prov, const struct p11b_uri *sel,
     int has_s = 0, hit;
     CK_RV rv;
 
-    P11B_QUIET(rv = p11b_module_slots(prov->mod, 0, &all, &n));
+    rv = p11b_module_slots(prov->mod, 0, &all, &n);
     if (rv != CKR_OK)
         return 0;
     for (i = 0; i < n; i++) {
-        P11B_QUIET(hit = p11b_slot_token_info(all[i], &ti) == CKR_OK &&
+        hit = p11b_slot_token_info(all[i], &ti) == CKR_OK &&
                          (ti.flags & CKF_TOKEN_INITIALIZED) &&
-                         (sel == NULL || slot_selected(all[i], sel)));
+                         (sel == NULL || slot_selected(all[i], sel));
         if (!hit || (all[i] != s && !(ti.flags & CKF_LOGIN_REQUIRED)))
             continue;
         k++;
@@ -295,7 +280,7 @@ static int config_pin_goes_to(struct p11b_prov *prov, struct p11b_slot *s,
         return 0;
     if (prov->cfg.pin_token == NULL)
         return sole_login_token(prov, NULL, s, out_n);
-    P11B_QUIET(hit = slot_selected(s, prov->cfg.pin_token));
+    hit = slot_selected(s, prov->cfg.pin_token);
     return hit;
 }
 
@@ -365,7 +350,7 @@ static int report_login(struct p11b_prov *prov, struct p11b_slot *s, CK_RV rv,
 {
     char label[40];
 
-    label_of(s, label, sizeof(label));
+    p11b_slot_label(s, label, sizeof(label));
     P11B_RAISE_RV(prov, P11B_R_LOGIN, rv,
                   "C_Login on slot %lu (token '%s') with %s", s->id, label,
                   source);
@@ -388,7 +373,7 @@ static int login_with_callback(struct p11b_prov *prov, struct p11b_slot *s,
 
     /* A locked token, or one at its final try, is refused before anyone
      * is asked for a PIN (p11b_slot_login would refuse it anyway). */
-    P11B_QUIET(rv = p11b_slot_refresh(s));
+    rv = p11b_slot_refresh(s);
     if (rv == CKR_OK && p11b_slot_token_info(s, &ti) == CKR_OK &&
         (ti.flags & (CKF_USER_PIN_LOCKED | CKF_USER_PIN_FINAL_TRY)))
         return report_login(prov, s,
@@ -399,7 +384,7 @@ static int login_with_callback(struct p11b_prov *prov, struct p11b_slot *s,
     if (p11b_slot_token_info(s, &ti) == CKR_OK &&
         (ti.flags & CKF_PROTECTED_AUTHENTICATION_PATH)) {
         /* PIN pad on the reader */
-        P11B_QUIET(rv = p11b_slot_login(s, NULL, 0, 0));
+        rv = p11b_slot_login(s, NULL, 0, 0);
         return rv == CKR_OK ? 1 : report_login(prov, s, rv, "the PIN pad");
     }
     if (cb != NULL && !uri_pin_goes_to(prov, uri, s, &n)) {
@@ -407,7 +392,7 @@ static int login_with_callback(struct p11b_prov *prov, struct p11b_slot *s,
         cb = NULL;
     }
     if (cb == NULL || !pin_from_callback(s, cb, cbarg, &pc.pin, &pc.len)) {
-        label_of(s, label, sizeof(label));
+        p11b_slot_label(s, label, sizeof(label));
         P11B_RAISE(prov, P11B_R_PIN_MISSING,
                    "token '%s' (slot %lu) needs a login: give a PIN in the "
                    "URI, in %s, or at the prompt%s",
@@ -416,7 +401,7 @@ static int login_with_callback(struct p11b_prov *prov, struct p11b_slot *s,
         return 0;
     }
     /* A prompted PIN is kept: forked children cannot ask again. */
-    P11B_QUIET(rv = p11b_slot_login(s, pc.pin, pc.len, 1));
+    rv = p11b_slot_login(s, pc.pin, pc.len, 1);
     OPENSSL_clear_free(pc.pin, pc.len + 1);
     return rv == CKR_OK ? 1 : report_login(prov, s, rv, pc.source);
 }
@@ -443,7 +428,7 @@ int p11b_prov_context_login(struct p11b_prov *prov, struct p11b_session *sess)
                    sess->slot->id, P11B_CFG_TOKEN_PIN);
         return 0;
     }
-    P11B_QUIET(rv = p11b_session_context_login(sess, pin, len));
+    rv = p11b_session_context_login(sess, pin, len);
     OPENSSL_clear_free(pin, len + 1);
     return rv == CKR_OK ? 1 : report_login(prov, sess->slot, rv, source);
 }
@@ -469,12 +454,12 @@ int p11b_prov_login(struct p11b_prov *prov, struct p11b_slot *s,
     if (!choose_pin(prov, s, uri, &pc))
         return 0;
     if (pc.pin != NULL) {
-        P11B_QUIET(rv = p11b_slot_login(s, pc.pin, pc.len, pc.cache));
+        rv = p11b_slot_login(s, pc.pin, pc.len, pc.cache);
         OPENSSL_clear_free(pc.pin, pc.len + 1);
         return rv == CKR_OK ? 1 : report_login(prov, s, rv, pc.source);
     }
     if (p11b_slot_has_cached_pin(s)) {
-        P11B_QUIET(rv = p11b_slot_login_cached(s));
+        rv = p11b_slot_login_cached(s);
         if (rv == CKR_OK)
             return 1;
         if (rv != CKR_USER_NOT_LOGGED_IN)
@@ -552,8 +537,16 @@ static void prov_free(struct p11b_prov *prov)
 
 static void prov_teardown(void *provctx)
 {
+    char summary[1024];
+    unsigned long total;
+
     P11B_LOG(2, "provider teardown%s",
              p11b_module_exiting() ? " at process exit" : "");
+    if (p11b_log_enabled(2)) {
+        total = p11b_calls_summary(summary, sizeof(summary));
+        P11B_LOG(2, "Cryptoki calls of this process: %lu (%s)", total,
+                 summary);
+    }
     prov_free(provctx);
 }
 
@@ -640,6 +633,7 @@ OSSL_provider_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in,
         goto err;
     if (!libcrypto_new_enough(prov))
         goto err;
+    p11b_errors_guard_token_calls();
     if (!p11b_config_load(prov))
         goto err;
     prov->libctx = OSSL_LIB_CTX_new_child(handle, in);

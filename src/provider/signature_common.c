@@ -435,35 +435,13 @@ static int sign_once(struct p11b_sig_ctx *ctx, CK_MECHANISM *mech,
                      const unsigned char *in, size_t inlen, unsigned char *out,
                      size_t *outlen, CK_RV *rv_out)
 {
-    struct p11b_op op;
-    CK_ULONG len = *outlen;
-    CK_RV rv;
+    struct p11b_key_op kop;
+    enum p11b_op_stage stage;
 
-    if (!p11b_key_op_begin(ctx->key, &op))
+    if (!p11b_key_op_begin(ctx->key, &kop))
         return 0;
-    /* A software token's own libcrypto errors stay out of our queue. */
-    ERR_set_mark();
-    rv = op.f->C_SignInit(op.sess.h, mech, op.h);
-    ERR_pop_to_mark();
-    P11B_LOG(2, "C_SignInit(slot %lu, %s) -> %s", op.sess.slot->id,
-             p11b_mech_name(mech->mechanism), p11b_rv_name(rv));
-    p11b_note_call("C_SignInit", rv);
-    if (rv == CKR_OK && !p11b_key_op_context_login(&op)) {
-        p11b_session_discard(&op.sess); /* a sign operation is active */
-        return 0;
-    }
-    if (rv == CKR_OK) {
-        ERR_set_mark();
-        rv = op.f->C_Sign(op.sess.h, (CK_BYTE *)in, (CK_ULONG)inlen, out, &len);
-        ERR_pop_to_mark();
-        P11B_LOG(2, "C_Sign(%zu bytes) -> %s", inlen, p11b_rv_name(rv));
-        p11b_note_call("C_Sign", rv);
-    }
-    p11b_key_op_end(&op, rv);
-    *rv_out = rv;
-    if (rv == CKR_OK)
-        *outlen = len;
-    return 1;
+    *rv_out = p11b_op_sign(&kop.op, mech, in, inlen, out, outlen, &stage);
+    return p11b_key_op_end(&kop, *rv_out, stage);
 }
 
 void p11b_sig_raise_rv(struct p11b_sig_ctx *ctx, const CK_MECHANISM *mech,

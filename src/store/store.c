@@ -395,7 +395,7 @@ static void companions(struct p11b_obj *priv, struct p11b_obj **pool,
     free(all);
     memset(&q, 0, sizeof(q));
     q.id = priv->id; /* no class: public keys and certificates at once */
-    P11B_QUIET(rv = p11b_object_find(priv->slot, &q, out, out_n));
+    rv = p11b_object_find(priv->slot, &q, out, out_n);
     if (rv != CKR_OK) {
         *out = NULL;
         *out_n = 0;
@@ -521,7 +521,7 @@ static int find_or_raise(struct store_ctx *ctx, struct p11b_slot *slot,
 {
     CK_RV rv;
 
-    P11B_QUIET(rv = p11b_object_find(slot, q, objs, n));
+    rv = p11b_object_find(slot, q, objs, n);
     if (rv == CKR_OK)
         return 1;
     P11B_RAISE_RV(ctx->prov, P11B_R_FIND, rv, "C_FindObjects on slot %lu",
