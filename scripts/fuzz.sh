@@ -11,7 +11,7 @@ cflags="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefin
 inc="-I$top/src -I$top/_build $(pkg-config --cflags p11-kit-1)"
 
 declare -A sources=(
-    [fuzz_uri]="tests/fuzz/fuzz_uri.c src/pkcs11/uri.c"
+    [fuzz_uri]="tests/fuzz/fuzz_uri.c src/pkcs11/uri.c src/pkcs11/uri_parse.c src/pkcs11/uri_info.c"
     [fuzz_uri_pem]="tests/fuzz/fuzz_uri_pem.c src/provider/uri_pem.c"
     [fuzz_ecconv]="tests/fuzz/fuzz_ecconv.c src/provider/ecconv.c"
 )

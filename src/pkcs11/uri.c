@@ -1,26 +1,16 @@
 /*
- * RFC 7512 "pkcs11:" URIs: parse, format, match.
+ * RFC 7512 "pkcs11:" URIs: the attribute table, values, formatting.
  *
  * One table of attributes drives everything: parsing (name lookup, the
  * component it belongs to, length limits, the value parser), the "at most
  * once" rule, and formatting (the table is in canonical output order).
  * Values go through one percent-decoder and one encoder.
  *
- * Policy (STYLE.md section 7): nothing is silently ignored. An attribute we
- * do not know, a vendor attribute, a value too long for its Cryptoki field
- * or an attribute in the wrong component is an error naming the attribute.
- * The error never carries an attribute value, so a pin-value cannot leak
- * into a message.
- *
- * RFC 7512 points this file interprets (see the comments where they apply):
- * - attribute names and "type" values are matched case-sensitively; only
- *   the scheme name and the hex digits of %XX are case-insensitive;
- * - a standard query attribute given twice is an error, like a path one
- *   (section 2.3 only allows repeated vendor query attributes);
- * - "pin-source" together with "pin-value" is refused (section 2.3: the
- *   URI "SHOULD be refused as invalid");
- * - values are percent-decoded before slot-id, library-version and type
- *   are checked (RFC 3986 section 6.2.2.2: %31 and 1 are equivalent).
+ * This file holds the table and all that works on one value at a time
+ * (decode, parse, format, free), so the table's parsers and writers sit
+ * beside it. The parser that walks a whole URI, and its policy, is in
+ * uri_parse.c; filling from and matching against Cryptoki's info structs
+ * in uri_info.c.
  */
 #include <limits.h>
 #include <stddef.h>
@@ -29,42 +19,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pkcs11/uri.h"
+#include "pkcs11/uri_int.h"
 
-#define SCHEME "pkcs11:"
-#define SCHEME_LEN (sizeof(SCHEME) - 1)
 #define REDACTED "***"
 
 /* Size of a fixed Cryptoki info field, e.g. FIELD_LEN(CK_TOKEN_INFO, label) */
 #define FIELD_LEN(type, member) sizeof(((type *)0)->member)
 
-enum where { IN_PATH, IN_QUERY };
-
 #define ATTR_ENCODE_ALL 0x1 /* format every byte as %XX (id)           */
 #define ATTR_SECRET 0x2     /* replaced by REDACTED on request (PIN)   */
-
-struct attr_def;
-struct writer;
-
-/* Takes ownership of buf (len bytes, NUL one past len) in every case. */
-typedef enum p11b_uri_status value_parse_fn(struct p11b_uri *uri,
-                                            const struct attr_def *def,
-                                            unsigned char *buf, size_t len);
-/* Writes "name=value" (with its separator) if the attribute is set. */
-typedef void value_format_fn(struct writer *w, const struct p11b_uri *uri,
-                             const struct attr_def *def, unsigned int flags);
-
-struct attr_def {
-    const char *name;
-    enum where where;
-    size_t offset;  /* of the struct p11b_uri_value, for value rows */
-    size_t min_len; /* decoded length limits; max_len 0 = no limit   */
-    size_t max_len;
-    unsigned int flags;
-    const char *excludes; /* may not appear together with this one */
-    value_parse_fn *parse;
-    value_format_fn *format;
-};
 
 /* Output buffer of p11b_uri_format. buf == NULL only counts. */
 struct writer {
@@ -72,15 +35,6 @@ struct writer {
     size_t len;
     unsigned int n_path;
     unsigned int n_query;
-};
-
-/* State of one p11b_uri_parse call. */
-struct parser {
-    struct p11b_uri *uri;
-    enum where where;
-    uint32_t seen;    /* bit i: attrs[i] already given */
-    const char *name; /* attribute being parsed, for err->attr */
-    size_t name_len;
 };
 
 static value_parse_fn parse_value;
@@ -158,7 +112,7 @@ static void wipe(void *p, size_t n)
     }
 }
 
-static void wipe_free(unsigned char *buf, size_t len)
+void p11b_uri_wipe_free(unsigned char *buf, size_t len)
 {
     if (buf == NULL)
         return;
@@ -168,7 +122,7 @@ static void wipe_free(unsigned char *buf, size_t len)
 
 static void value_clear(struct p11b_uri_value *v)
 {
-    wipe_free(v->data, v->len);
+    p11b_uri_wipe_free(v->data, v->len);
     v->data = NULL;
     v->len = 0;
     v->present = 0;
@@ -226,7 +180,7 @@ static int is_allowed(unsigned char c, enum where where)
 
 /* pk11-v-attr-nm-char: every attribute name, standard or not, is made of
  * these. */
-static int is_attr_name(const char *s, size_t len)
+int p11b_uri_is_attr_name(const char *s, size_t len)
 {
     size_t i;
 
@@ -243,7 +197,7 @@ static int is_attr_name(const char *s, size_t len)
 
 /* Attribute names are case-sensitive: RFC 7512 defines them in lower
  * case and its comparison rules only fold the scheme name. */
-static const struct attr_def *find_attr(const char *name, size_t len)
+const struct attr_def *p11b_uri_find_attr(const char *name, size_t len)
 {
     size_t i;
 
@@ -256,26 +210,9 @@ static const struct attr_def *find_attr(const char *name, size_t len)
 }
 
 /* attrs has 17 rows: one bit each fits a uint32_t. */
-static uint32_t attr_bit(const struct attr_def *def)
+uint32_t p11b_uri_attr_bit(const struct attr_def *def)
 {
     return UINT32_C(1) << (unsigned int)(def - attrs);
-}
-
-/* Name for err->attr: printable ASCII only, truncated. */
-static void set_err(struct p11b_uri_error *err, const char *name, size_t len)
-{
-    size_t i;
-
-    if (err == NULL)
-        return;
-    if (len >= sizeof(err->attr))
-        len = sizeof(err->attr) - 1;
-    for (i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)name[i];
-
-        err->attr[i] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
-    }
-    err->attr[len] = '\0';
 }
 
 /* --- decoding ----------------------------------------------------------- */
@@ -302,8 +239,9 @@ static enum p11b_uri_status check_chars(const char *s, size_t len,
 
 /* The one percent-decoder. On success *out is a new buffer of *out_len
  * bytes plus a NUL; %00 stays a 0 byte inside the value. */
-static enum p11b_uri_status decode(const char *s, size_t len, enum where where,
-                                   unsigned char **out, size_t *out_len)
+enum p11b_uri_status p11b_uri_decode(const char *s, size_t len,
+                                     enum where where, unsigned char **out,
+                                     size_t *out_len)
 {
     enum p11b_uri_status st;
     unsigned char *buf;
@@ -359,11 +297,11 @@ static enum p11b_uri_status parse_type(struct p11b_uri *uri,
         if (strlen(type_names[i]) == len &&
             memcmp(type_names[i], buf, len) == 0) {
             uri->type = (enum p11b_uri_type)i;
-            wipe_free(buf, len);
+            p11b_uri_wipe_free(buf, len);
             return P11B_URI_OK;
         }
     }
-    wipe_free(buf, len);
+    p11b_uri_wipe_free(buf, len);
     return P11B_URI_BAD_VALUE;
 }
 
@@ -399,7 +337,7 @@ static enum p11b_uri_status parse_slot_id(struct p11b_uri *uri,
 
     (void)def;
     ok = parse_decimal(buf, len, ULONG_MAX, &id);
-    wipe_free(buf, len);
+    p11b_uri_wipe_free(buf, len);
     if (!ok)
         return P11B_URI_BAD_VALUE;
     uri->slot_id = id;
@@ -423,153 +361,12 @@ static enum p11b_uri_status parse_library_version(struct p11b_uri *uri,
     ok = parse_decimal(buf, major_len, 255, &major);
     if (ok && dot != NULL)
         ok = parse_decimal(dot + 1, len - major_len - 1, 255, &minor);
-    wipe_free(buf, len);
+    p11b_uri_wipe_free(buf, len);
     if (!ok)
         return P11B_URI_BAD_VALUE;
     uri->library_version.major = (CK_BYTE)major;
     uri->library_version.minor = (CK_BYTE)minor;
     uri->has_library_version = 1;
-    return P11B_URI_OK;
-}
-
-/* --- parsing ------------------------------------------------------------ */
-
-/* Each standard attribute at most once (RFC 7512 section 2.3 says so for
- * the path and allows repeats only of vendor query attributes, which we
- * refuse anyway), and never pin-source together with pin-value. */
-static enum p11b_uri_status check_once(struct parser *p,
-                                       const struct attr_def *def)
-{
-    const struct attr_def *other;
-
-    if ((p->seen & attr_bit(def)) != 0)
-        return P11B_URI_DUPLICATE;
-    if (def->excludes != NULL) {
-        other = find_attr(def->excludes, strlen(def->excludes));
-        if (other != NULL && (p->seen & attr_bit(other)) != 0)
-            return P11B_URI_BAD_SYNTAX;
-    }
-    p->seen |= attr_bit(def);
-    return P11B_URI_OK;
-}
-
-static enum p11b_uri_status no_equals(struct parser *p, const char *seg,
-                                      size_t len)
-{
-    static const char pin[] = "pin-value";
-
-    /* "pin-value1234" would otherwise echo a PIN in the message */
-    if (len >= sizeof(pin) - 1 && memcmp(seg, pin, sizeof(pin) - 1) == 0)
-        len = sizeof(pin) - 1;
-    p->name = seg;
-    p->name_len = len;
-    return P11B_URI_BAD_SYNTAX;
-}
-
-/* One "name=value" segment of the path or of the query. */
-static enum p11b_uri_status parse_attr(struct parser *p, const char *seg,
-                                       size_t len)
-{
-    const char *eq = memchr(seg, '=', len);
-    const struct attr_def *def;
-    enum p11b_uri_status st;
-    unsigned char *buf;
-    size_t buf_len;
-
-    if (eq == NULL)
-        return no_equals(p, seg, len);
-    p->name = seg;
-    p->name_len = (size_t)(eq - seg);
-    if (!is_attr_name(seg, p->name_len))
-        return P11B_URI_BAD_SYNTAX;
-    def = find_attr(seg, p->name_len);
-    if (def == NULL)
-        return P11B_URI_UNKNOWN_ATTR; /* vendor ones too: never ignored */
-    if (def->where != p->where)
-        return P11B_URI_BAD_SYNTAX; /* e.g. pin-value in the path */
-    st = check_once(p, def);
-    if (st != P11B_URI_OK)
-        return st;
-    st = decode(eq + 1, len - p->name_len - 1, def->where, &buf, &buf_len);
-    if (st != P11B_URI_OK)
-        return st;
-    if (buf_len < def->min_len ||
-        (def->max_len != 0 && buf_len > def->max_len)) {
-        wipe_free(buf, buf_len);
-        return P11B_URI_BAD_VALUE;
-    }
-    return def->parse(p->uri, def, buf, buf_len);
-}
-
-/* The path (split on ';') or the query (split on '&'); either may be
- * empty, but no attribute inside may be. */
-static enum p11b_uri_status parse_component(struct parser *p, const char *s,
-                                            size_t len)
-{
-    const char sep = p->where == IN_PATH ? ';' : '&';
-    const char *end = s + len;
-    enum p11b_uri_status st;
-
-    if (len == 0)
-        return P11B_URI_OK;
-    for (;;) {
-        const char *next = memchr(s, sep, (size_t)(end - s));
-        size_t seg_len = (size_t)((next != NULL ? next : end) - s);
-
-        st = parse_attr(p, s, seg_len);
-        if (st != P11B_URI_OK || next == NULL)
-            return st;
-        s = next + 1;
-    }
-}
-
-static int is_scheme(const char *s, size_t len)
-{
-    size_t i;
-
-    if (len < SCHEME_LEN)
-        return 0;
-    for (i = 0; i < SCHEME_LEN; i++) {
-        unsigned char c = (unsigned char)s[i];
-
-        if (c >= 'A' && c <= 'Z')
-            c = (unsigned char)(c - 'A' + 'a');
-        if (c != (unsigned char)SCHEME[i])
-            return 0;
-    }
-    return 1;
-}
-
-enum p11b_uri_status p11b_uri_parse(const char *s, size_t len,
-                                    struct p11b_uri_error *err,
-                                    struct p11b_uri **out)
-{
-    struct parser p = { NULL, IN_PATH, 0, "", 0 };
-    enum p11b_uri_status st;
-    const char *q;
-    size_t path_len;
-
-    set_err(err, "", 0);
-    if (s == NULL || out == NULL || !is_scheme(s, len))
-        return P11B_URI_BAD_SCHEME;
-    s += SCHEME_LEN;
-    len -= SCHEME_LEN;
-    p.uri = p11b_uri_new();
-    if (p.uri == NULL)
-        return P11B_URI_NOMEM;
-    q = memchr(s, '?', len);
-    path_len = q != NULL ? (size_t)(q - s) : len;
-    st = parse_component(&p, s, path_len);
-    if (st == P11B_URI_OK && q != NULL) {
-        p.where = IN_QUERY;
-        st = parse_component(&p, q + 1, len - path_len - 1);
-    }
-    if (st != P11B_URI_OK) {
-        set_err(err, p.name, p.name_len);
-        p11b_uri_free(p.uri);
-        return st;
-    }
-    *out = p.uri;
     return P11B_URI_OK;
 }
 
@@ -610,40 +407,6 @@ int p11b_uri_set_value(struct p11b_uri_value *v, const void *data, size_t len)
     v->data = buf;
     v->len = len;
     v->present = 1;
-    return 0;
-}
-
-/* Length of a space-padded Cryptoki field without its padding (and
- * without anything after an embedded NUL, which some modules write). */
-static size_t unpadded_len(const CK_UTF8CHAR *field, size_t field_len)
-{
-    const CK_UTF8CHAR *nul = memchr(field, '\0', field_len);
-    size_t n = nul != NULL ? (size_t)(nul - field) : field_len;
-
-    while (n > 0 && field[n - 1] == ' ')
-        n--;
-    return n;
-}
-
-int p11b_uri_set_padded(struct p11b_uri_value *v, const CK_UTF8CHAR *field,
-                        size_t field_len)
-{
-    if (field == NULL)
-        return -1;
-    return p11b_uri_set_value(v, field, unpadded_len(field, field_len));
-}
-
-int p11b_uri_set_token_info(struct p11b_uri *uri, const CK_TOKEN_INFO *ti)
-{
-    if (uri == NULL || ti == NULL)
-        return -1;
-    if (p11b_uri_set_padded(&uri->token, ti->label, sizeof(ti->label)) != 0 ||
-        p11b_uri_set_padded(&uri->manufacturer, ti->manufacturerID,
-                            sizeof(ti->manufacturerID)) != 0 ||
-        p11b_uri_set_padded(&uri->serial, ti->serialNumber,
-                            sizeof(ti->serialNumber)) != 0 ||
-        p11b_uri_set_padded(&uri->model, ti->model, sizeof(ti->model)) != 0)
-        return -1;
     return 0;
 }
 
@@ -790,84 +553,7 @@ char *p11b_uri_format(const struct p11b_uri *uri, unsigned int flags)
     return buf;
 }
 
-/* --- matching ----------------------------------------------------------- */
-
-/* Absent matches anything; present compares byte-exact to the unpadded
- * field. */
-static int value_matches(const struct p11b_uri_value *v,
-                         const CK_UTF8CHAR *field, size_t field_len)
-{
-    size_t n;
-
-    if (!v->present)
-        return 1;
-    n = unpadded_len(field, field_len);
-    return v->len == n && (n == 0 || memcmp(v->data, field, n) == 0);
-}
-
-int p11b_uri_match_library(const struct p11b_uri *uri, const CK_INFO *info)
-{
-    if (uri == NULL || info == NULL)
-        return 0;
-    if (uri->has_library_version &&
-        (uri->library_version.major != info->libraryVersion.major ||
-         uri->library_version.minor != info->libraryVersion.minor))
-        return 0;
-    return value_matches(&uri->library_manufacturer, info->manufacturerID,
-                         sizeof(info->manufacturerID)) &&
-           value_matches(&uri->library_description, info->libraryDescription,
-                         sizeof(info->libraryDescription));
-}
-
-int p11b_uri_match_slot(const struct p11b_uri *uri, CK_SLOT_ID id,
-                        const CK_SLOT_INFO *info)
-{
-    if (uri == NULL || info == NULL)
-        return 0;
-    if (uri->has_slot_id && uri->slot_id != id)
-        return 0;
-    return value_matches(&uri->slot_description, info->slotDescription,
-                         sizeof(info->slotDescription)) &&
-           value_matches(&uri->slot_manufacturer, info->manufacturerID,
-                         sizeof(info->manufacturerID));
-}
-
-int p11b_uri_match_token(const struct p11b_uri *uri, const CK_TOKEN_INFO *ti)
-{
-    if (uri == NULL || ti == NULL)
-        return 0;
-    return value_matches(&uri->token, ti->label, sizeof(ti->label)) &&
-           value_matches(&uri->manufacturer, ti->manufacturerID,
-                         sizeof(ti->manufacturerID)) &&
-           value_matches(&uri->serial, ti->serialNumber,
-                         sizeof(ti->serialNumber)) &&
-           value_matches(&uri->model, ti->model, sizeof(ti->model));
-}
-
 /* --- names -------------------------------------------------------------- */
-
-const char *p11b_uri_status_str(enum p11b_uri_status st)
-{
-    switch (st) {
-    case P11B_URI_OK:
-        return "ok";
-    case P11B_URI_BAD_SCHEME:
-        return "not a pkcs11: URI";
-    case P11B_URI_BAD_SYNTAX:
-        return "malformed";
-    case P11B_URI_BAD_ENCODING:
-        return "bad percent-encoding";
-    case P11B_URI_DUPLICATE:
-        return "given twice";
-    case P11B_URI_UNKNOWN_ATTR:
-        return "unknown attribute";
-    case P11B_URI_BAD_VALUE:
-        return "invalid value";
-    case P11B_URI_NOMEM:
-        return "out of memory";
-    }
-    return "unknown error";
-}
 
 const char *p11b_uri_type_name(enum p11b_uri_type t)
 {

@@ -1,5 +1,5 @@
 /*
- * libFuzzer target for src/pkcs11/uri.c.
+ * libFuzzer target for src/pkcs11/uri*.c.
  *
  * Whatever parses must format, and the formatted string must parse back and
  * format to the identical string (plain, redacted and path-only). The
@@ -8,7 +8,8 @@
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined \
  *       -I/usr/include/p11-kit-1 -Isrc tests/fuzz/fuzz_uri.c \
- *       src/pkcs11/uri.c -o /tmp/fuzz_uri
+ *       src/pkcs11/uri.c src/pkcs11/uri_parse.c src/pkcs11/uri_info.c \
+ *       -o /tmp/fuzz_uri
  *   cp -r tests/fuzz/corpus_uri /tmp/corpus_copy
  *   /tmp/fuzz_uri -max_total_time=60 /tmp/corpus_copy
  */

@@ -1,5 +1,5 @@
 /*
- * Unit tests of src/pkcs11/uri.c: RFC 7512 examples, malformed URIs with
+ * Unit tests of src/pkcs11/uri*.c: RFC 7512 examples, malformed URIs with
  * the exact status and attribute they must report, round trips, redaction
  * and matching. Plain C, no framework: one line per failing check, then
  * "N passed, M failed"; exit status 1 if anything failed.
