@@ -33,24 +33,11 @@ import subprocess
 import sys
 import time
 
+from tsvdata import tsv_append
+
 OPENSSL = "openssl"
 # s_server without CA stores: no certificate store work in any handshake.
 SERVER_FLAGS = ["-tls1_3", "-quiet", "-no-CAfile", "-no-CApath", "-no-CAstore"]
-
-
-def tsv_append(path, *rows):
-    with open(path, "a") as f:
-        for row in rows:
-            f.write("\t".join(str(x) for x in row) + "\n")
-
-
-def tsv_read(path):
-    rows = []
-    with open(path) as f:
-        for line in f:
-            if line.strip() and not line.startswith("#"):
-                rows.append(line.rstrip("\n").split("\t"))
-    return rows
 
 
 # ---- fill -----------------------------------------------------------------

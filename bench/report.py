@@ -5,7 +5,7 @@ import collections
 import statistics
 import sys
 
-import bench
+from tsvdata import tsv_read
 
 CASE_ORDER = ["rsa2048-pkcs1", "rsa2048-pss", "rsa3072-pkcs1", "rsa3072-pss",
               "p256-ecdsa", "p384-ecdsa", "ed25519", "rsa2048-decrypt",
@@ -381,7 +381,7 @@ def closing_note(res, tg):
 def main(argv):
     tsv, md = argv[0], argv[1]
     smoke = "--smoke" in argv
-    res = Results(bench.tsv_read(tsv))
+    res = Results(tsv_read(tsv))
     tg = targets(res)
     print("\nprovider ÷ limit: throughput (and by CPU time per operation), "
           "median of per-round ratios; 1 = as fast as the token allows")
