@@ -34,7 +34,9 @@ import p11b_util as u
 from p11b_util import PIN, SO_PIN
 
 HERE = Path(__file__).resolve().parent
-TIMINGS = {}  # printed in the terminal summary
+# Printed in the terminal summary (pytest_terminal_summary, at the end).
+TIMINGS = {}       # fixture and load times: name -> seconds
+HANDSHAKE_MS = {}  # TLS handshake times: name -> milliseconds
 
 
 # ---- what the shared token holds -------------------------------------------
@@ -519,13 +521,6 @@ def record_time():
     return record
 
 
-def pytest_terminal_summary(terminalreporter):
-    if TIMINGS:
-        terminalreporter.section("p11bridge fixture and load times")
-        for name, seconds in TIMINGS.items():
-            terminalreporter.write_line(f"{name}: {seconds:.2f} s")
-
-
 # ---- a token whose imported keys' software halves are kept -----------------
 # The shared token's nopub-* keys are imported and their software private
 # halves are thrown away (_import_private), so nothing outside the token can
@@ -836,9 +831,6 @@ def www_token(tmp_path_factory, provider_path, softhsm_lib, www_access):
     return tok
 
 
-HANDSHAKE_MS = {}  # name -> milliseconds, printed in the terminal summary
-
-
 @pytest.fixture(scope="session")
 def record_handshake():
     """record_handshake(name, seconds): a TLS handshake time to report."""
@@ -847,11 +839,11 @@ def record_handshake():
     return record
 
 
-_terminal_summary_before_apps = pytest_terminal_summary
-
-
-def pytest_terminal_summary(terminalreporter):  # noqa: F811 (chained)
-    _terminal_summary_before_apps(terminalreporter)
+def pytest_terminal_summary(terminalreporter):
+    if TIMINGS:
+        terminalreporter.section("p11bridge fixture and load times")
+        for name, seconds in TIMINGS.items():
+            terminalreporter.write_line(f"{name}: {seconds:.2f} s")
     if HANDSHAKE_MS:
         terminalreporter.section("TLS handshake times (client side)")
         for name, ms in HANDSHAKE_MS.items():
