@@ -7,7 +7,7 @@ for every command) and say why in our reason strings.
 import pytest
 
 import p11b_util as u
-from p11b_util import PIN, WRONG_PIN
+from p11b_secrets import PIN, WRONG_PIN
 
 MALFORMED = "malformed pkcs11 URI"
 NO_TOKEN = "no token matches the pkcs11 URI"

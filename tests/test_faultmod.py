@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 import p11b_util as u
-from p11b_util import PIN, SO_PIN, WRONG_PIN
+from p11b_secrets import PIN, SO_PIN, WRONG_PIN
 
 DEFAULT_SOFTHSM = "/usr/lib/softhsm/libsofthsm2.so"
 LABEL = "faultmod"

@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 
 import p11b_util as u
-from p11b_util import PIN
+from p11b_secrets import PIN
 
 SPY = Path("/usr/lib/x86_64-linux-gnu/pkcs11/pkcs11-spy.so")
 KEYATTRS = Path(__file__).resolve().parent / "tools" / "p11b_keyattrs.py"

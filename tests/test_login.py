@@ -17,7 +17,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding
 
 import p11b_util as u
 from conftest import token_info
-from p11b_util import CKR, PIN, SO_PIN, WRONG_PIN
+from p11b_faultmod import CKR
+from p11b_secrets import PIN, SO_PIN, WRONG_PIN
 
 OTHER = "p11b-other"
 OTHER_PIN = WRONG_PIN  # distinctive, and wrong for the scratch token

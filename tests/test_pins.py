@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 
 import p11b_util as u
-from p11b_util import PIN, WRONG_PIN
+from p11b_secrets import PIN, WRONG_PIN
 
 PROMPT = r"PIN for token '[^']*':"
 CB_VAR = "P11B_CB_PIN"      # the app-callback source reads its PIN here

@@ -30,7 +30,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 
 import p11b_util as u
-from p11b_util import CKR, PIN, WRONG_PIN
+from p11b_faultmod import CKR
+from p11b_secrets import PIN, WRONG_PIN
 
 FAST = 5.0          # seconds: the most one failed handshake may take
 CA_KEY = "rsa3072"  # the CA's key, on the token too

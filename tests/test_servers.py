@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 import pytest
 
 import p11b_util as u
-from p11b_util import PIN
+from p11b_secrets import PIN
 
 NGINX_BODY = re.compile(r"^served by nginx worker (\d+)$")
 NGINX_WORKER = r"start worker process (\d+)"

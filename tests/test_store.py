@@ -10,7 +10,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 import p11b_util as u
-from p11b_util import PIN
+from p11b_secrets import PIN
 
 ALL_KEYS = ["rsa2048", "rsa3072", "rsa4096", "p256", "p384", "p521",
             "nopub-rsa", "nopub-ec"]

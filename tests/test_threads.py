@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 
 import p11b_util as u
-from p11b_util import CKR
+from p11b_faultmod import CKR
 
 THREADS = 16
 SECONDS = 2.0

@@ -58,8 +58,7 @@ PIN = u.PIN
 SO_PIN = u.SO_PIN
 SHORT_PIN = "p11b7d3f"   # for tokens whose PINs are at most 8 long
 SHORT_SO_PIN = "p11b4c9e"
-if SHORT_PIN not in u.SECRETS:
-    u.SECRETS = u.SECRETS + (SHORT_PIN, SHORT_SO_PIN)
+u.add_secrets(SHORT_PIN, SHORT_SO_PIN)
 
 # What a token may lack; a test skips with the reason.
 CHECKS = ("list", "pubkey-match", "cert", "rsa-pss", "ecdsa",
