@@ -1,10 +1,16 @@
 """tests/faultmod from the test side: the CK_RV values tests name, the
-control file (what to break) and the count file (what was called).
+control file (what to break), the count file (what was called), and
+FaultRig: an openssl environment whose provider reaches a token through
+faultmod.
 """
 
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
+
+from p11b_run import log_path, read_log
+from p11b_tokens import Token, make_config
 
 
 # The CK_RV values the tests name (PKCS#11 2.40).
@@ -77,3 +83,40 @@ def open_session_peaks(calls, resets=()):
         peak[pid] = max(peak.get(pid, 0), now.get(pid, 0))
     return peak
 
+
+@dataclass
+class FaultRig:
+    """An openssl environment whose provider reaches `token` through
+    faultmod, with its own config, debug log, control and count files."""
+    token: Token
+    env: dict
+    directory: Path
+    control: Path
+    count: Path
+
+    def set(self, text=""):
+        """Replace the control file (seen by running processes too)."""
+        write_control(self.control, text)
+
+    def calls(self):
+        return count_file_calls(self.count)
+
+    def log(self):
+        return read_log(self.env)
+
+    def ossl(self, *args, **kw):
+        return self.token.ossl(*args, env=self.env, **kw)
+
+
+def make_fault_rig(token, faultmod, control="", log_level=3, **keys):
+    """A FaultRig for token; keys change [pkcs11_sect] as in make_config."""
+    env = make_config(token, log_level=log_level,
+                      pkcs11_module_path=faultmod, **keys)
+    directory = log_path(env).parent
+    rig = FaultRig(token, env, directory, directory / "faultmod.ctl",
+                   directory / "faultmod-calls.txt")
+    env["FAULTMOD_MODULE"] = token.module
+    env["FAULTMOD_CONTROL"] = str(rig.control)
+    env["FAULTMOD_COUNT_FILE"] = str(rig.count)
+    rig.set(control)
+    return rig

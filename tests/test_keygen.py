@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding
 
 import p11b_util as u
-from conftest import _export_pubkey
+from p11b_tokens import export_pubkey
 
 GEN = {
     "rsa": (["-algorithm", "RSA", "-pkeyopt", "bits:2048"], "CKM_RSA_PKCS_KEY_PAIR_GEN"),
@@ -84,7 +84,7 @@ def test_genpkey_makes_a_non_extractable_key_pair(scratch_token, tmp_path, name)
     # exporter: pkcs11-tool, or p11tool where pkcs11-tool cannot).
     spec = type("Spec", (), {"label": label,
                              "id": "4b" + label.encode().hex()})
-    spki, _ = _export_pubkey(tok, spec)
+    spki, _ = export_pubkey(tok, spec)
     pub = serialization.load_der_public_key(spki)
     data, signature = msg.read_bytes(), sig.read_bytes()
     if name == "ed25519":

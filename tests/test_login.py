@@ -16,9 +16,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 
 import p11b_util as u
-from conftest import token_info
 from p11b_faultmod import CKR
 from p11b_secrets import PIN, SO_PIN, WRONG_PIN
+from p11b_tokens import token_info
 
 OTHER = "p11b-other"
 OTHER_PIN = WRONG_PIN  # distinctive, and wrong for the scratch token

@@ -10,7 +10,7 @@ on token objects, so a copy never shows up as a second key.
 import pytest
 
 import p11b_util as u
-from conftest import make_config
+from p11b_tokens import make_config
 
 
 def stress(token, tools_dir, env, uris, threads=4, iterations=10):

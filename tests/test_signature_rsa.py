@@ -452,9 +452,9 @@ def test_i11_09_verify_recover(token, exported_key, tmp_path, pad):
 
 def _token_public(tok, label, kid):
     """The public key pkcs11-tool exports for the object (independent)."""
-    from conftest import _export_pubkey
+    from p11b_tokens import export_pubkey
     spec = type("Spec", (), {"label": label, "id": kid})
-    spki, _ = _export_pubkey(tok, spec)
+    spki, _ = export_pubkey(tok, spec)
     return serialization.load_der_public_key(spki)
 
 

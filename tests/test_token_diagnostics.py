@@ -10,7 +10,7 @@
 
 import p11b_util as u
 import tokens
-from conftest import write_openssl_cnf
+from p11b_tokens import write_openssl_cnf
 
 
 def test_module_without_token_says_no_token(tmp_path, provider_path):
