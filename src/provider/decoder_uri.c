@@ -25,9 +25,9 @@
 #include "pkcs11/log.h"
 #include "provider/errors.h"
 #include "provider/key.h"
+#include "provider/lookup.h"
 #include "provider/provider.h"
 #include "provider/uri_pem.h"
-#include "store/store.h"
 
 struct uri_decoder_ctx {
     struct p11b_prov *prov;
@@ -126,7 +126,8 @@ static int urid_decode(void *vctx, OSSL_CORE_BIO *cin, int selection,
     unsigned char *der;
     char *uri = NULL;
     size_t len = 0;
-    int type = OSSL_OBJECT_PKEY, ok = 1, found, want;
+    enum p11b_lookup_want want;
+    int type = OSSL_OBJECT_PKEY, ok = 1, found;
 
     der = read_all(ctx->prov, cin, &len);
     found = der != NULL && p11b_uri_der_decode(der, len, &uri);
@@ -135,11 +136,11 @@ static int urid_decode(void *vctx, OSSL_CORE_BIO *cin, int selection,
         return 1; /* not ours: another decoder may take it */
     /* Selection 0 (OSSL_STORE's file: loader, `openssl storeutl`) asks
      * for whatever the file holds: the URI may name a public key. */
-    want = selection == 0 ? P11B_STORE_WANT_ANY
+    want = selection == 0 ? P11B_LOOKUP_WANT_ANY
            : (selection & OSSL_KEYMGMT_SELECT_PRIVATE_KEY)
-               ? P11B_STORE_WANT_PRIVATE
-               : P11B_STORE_WANT_PUBLIC;
-    if (!p11b_store_load_key(ctx->prov, uri, want, pw_cb, pw_cbarg, &key)) {
+               ? P11B_LOOKUP_WANT_PRIVATE
+               : P11B_LOOKUP_WANT_PUBLIC;
+    if (!p11b_lookup_key(ctx->prov, uri, want, pw_cb, pw_cbarg, &key)) {
         OPENSSL_free(uri);
         return 0;
     }

@@ -28,8 +28,8 @@
 #include "pkcs11/uri.h"
 #include "provider/errors.h"
 #include "provider/keymgmt.h"
+#include "provider/lookup.h"
 #include "provider/provider.h"
-#include "store/store.h"
 
 #define USAGE_SIGN 0x1u
 #define USAGE_DECRYPT 0x2u
@@ -445,7 +445,8 @@ void *p11b_km_gen(void *genctx, OSSL_CALLBACK *cb, void *cbarg)
         made->type = P11B_URI_TYPE_PRIVATE;
         uri = p11b_uri_format(made, 0);
         if (uri != NULL &&
-            p11b_store_load_key(g->prov, uri, 1, NULL, NULL, &key) &&
+            p11b_lookup_key(g->prov, uri, P11B_LOOKUP_WANT_PRIVATE, NULL, NULL,
+                            &key) &&
             g->family == P11B_FAMILY_RSA_PSS) {
             /* An RSA key made for RSA-PSS: its public half says so. */
             key->family = P11B_FAMILY_RSA_PSS;
