@@ -309,6 +309,20 @@ static CK_RV load_object(struct p11b_session *sess, CK_OBJECT_HANDLE h,
     return CKR_OK;
 }
 
+CK_RV p11b_object_read(struct p11b_slot *slot, CK_OBJECT_HANDLE h,
+                       struct p11b_obj **out)
+{
+    struct p11b_session sess;
+    CK_RV rv;
+
+    rv = p11b_session_acquire(slot, &sess);
+    if (rv != CKR_OK)
+        return rv;
+    rv = load_object(&sess, h, out);
+    p11b_session_release_rv(&sess, rv);
+    return rv;
+}
+
 /* ---- searching ------------------------------------------------------ */
 
 static size_t build_template(const struct p11b_query *q, CK_ATTRIBUTE *t,

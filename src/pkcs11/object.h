@@ -65,6 +65,11 @@ struct p11b_objcache;
 CK_RV p11b_object_find(struct p11b_slot *slot, const struct p11b_query *q,
                        struct p11b_obj ***out, size_t *out_n);
 
+/* One object, by a handle the token gave us (C_GenerateKeyPair's), with
+ * its attributes read as p11b_object_find reads them; not cached. */
+CK_RV p11b_object_read(struct p11b_slot *slot, CK_OBJECT_HANDLE h,
+                       struct p11b_obj **out);
+
 struct p11b_obj *p11b_obj_up_ref(struct p11b_obj *obj);
 void p11b_obj_free(struct p11b_obj *obj);
 void p11b_objs_free(struct p11b_obj **objs, size_t n);
