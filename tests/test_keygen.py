@@ -102,6 +102,23 @@ def test_genpkey_makes_a_non_extractable_key_pair(scratch_token, tmp_path, name)
         pub.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
 
 
+@pytest.mark.parametrize("name", ["rsa-pss", "p256"])
+def test_new_key_is_built_from_the_generated_handles(scratch_token, tmp_path,
+                                                     name):
+    """The key genpkey hands back is made from the two objects
+    C_GenerateKeyPair returned: no search of the token after it (a search
+    could find another key of the same name)."""
+    tok = scratch_token
+    env = tok.fresh_env(tmp_path, level=2)
+    _, out = genpkey(tok, env, tmp_path, name, f"handles-{name}")
+    assert "-----BEGIN PKCS#11 PROVIDER URI-----" in out.read_text()
+    log = u.read_log(env)
+    before, sep, after = log.partition("C_GenerateKeyPair(slot")
+    assert sep and "C_FindObjectsInit(" in before, log[-3000:]
+    assert "C_GetAttributeValue" in after, after[-3000:]
+    assert "C_FindObjectsInit(" not in after, after[-3000:]
+
+
 def test_generated_key_file_loads_in_pyopenssl(scratch_token, tmp_path):
     tok = scratch_token
     _, out = genpkey(tok, tok.env, tmp_path, "p256", "gen-py")

@@ -5,7 +5,7 @@
  * The key pair is made by C_GenerateKeyPair, stored on the token with the
  * same CKA_ID and CKA_LABEL on both halves, and the private half is
  * sensitive and never extractable. What OpenSSL gets back is the usual
- * reference, loaded through the store like any other key.
+ * reference, built from the two objects C_GenerateKeyPair returned.
  */
 #include "config.h"
 
@@ -56,8 +56,6 @@ struct gen_tmpl {
     unsigned char e[8];
     unsigned char params[64];
     unsigned char id[16];
-    const void *id_ptr; /* the URI's id, or ours */
-    CK_ULONG id_len;
 };
 
 static CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
@@ -253,8 +251,6 @@ static int fill_templates(struct p11b_gen_ctx *g, const struct p11b_uri *u,
     } else if (RAND_bytes(t->id, (int)sizeof(t->id)) != 1) {
         return 0;
     }
-    t->id_ptr = id;
-    t->id_len = idlen;
     add(t->pub, &t->npub, CKA_TOKEN, &yes, sizeof(yes));
     add(t->pub, &t->npub, CKA_ID, (void *)id, idlen);
     add(t->pub, &t->npub, CKA_VERIFY, &yes, sizeof(yes));
@@ -401,12 +397,38 @@ static struct p11b_slot *gen_slot(struct p11b_gen_ctx *g,
     return used == 0 ? slot : NULL;
 }
 
+/* The key of the pair just made, from the handles the token gave back:
+ * no search, and no other key can answer in its place. */
+static int made_key(struct p11b_gen_ctx *g, struct p11b_slot *slot,
+                    CK_OBJECT_HANDLE hpub, CK_OBJECT_HANDLE hpriv,
+                    struct p11b_key **out)
+{
+    struct p11b_obj *pair[2] = { NULL, NULL };
+    CK_RV rv;
+
+    P11B_QUIET(rv = p11b_object_read(slot, hpriv, &pair[0]));
+    if (rv == CKR_OK)
+        P11B_QUIET(rv = p11b_object_read(slot, hpub, &pair[1]));
+    if (rv != CKR_OK) {
+        P11B_RAISE_RV(g->prov, P11B_R_ATTRIBUTE, rv,
+                      "reading the new key pair on slot %lu", slot->id);
+    } else {
+        *out = p11b_lookup_key_of(g->prov, pair[0], 0, pair, 2);
+        if (*out == NULL)
+            P11B_RAISE(g->prov, P11B_R_NO_PUBLIC_KEY,
+                       "the new key pair on slot %lu has no public half "
+                       "OpenSSL can use", slot->id);
+    }
+    p11b_obj_free(pair[0]);
+    p11b_obj_free(pair[1]);
+    return rv == CKR_OK && *out != NULL;
+}
+
 static int generate(struct p11b_gen_ctx *g, struct p11b_slot *slot,
-                    const struct p11b_uri *u, struct p11b_uri *made)
+                    const struct p11b_uri *u, struct p11b_key **out)
 {
     struct gen_tmpl t;
     CK_OBJECT_HANDLE hpub, hpriv;
-    CK_TOKEN_INFO ti;
     CK_RV rv;
 
     memset(&t, 0, sizeof(t));
@@ -420,34 +442,22 @@ static int generate(struct p11b_gen_ctx *g, struct p11b_slot *slot,
                       p11b_mech_name(t.mech.mechanism), slot->id);
         return 0;
     }
-    /* The new key's own URI: token, id (ours if none was given), label. */
-    return p11b_slot_token_info(slot, &ti) == CKR_OK &&
-           p11b_uri_set_token_info(made, &ti) == 0 &&
-           p11b_uri_set_value(&made->id, t.id_ptr, t.id_len) == 0 &&
-           (!u->object.present ||
-            p11b_uri_set_value(&made->object, u->object.data,
-                               u->object.len) == 0);
+    return made_key(g, slot, hpub, hpriv, out);
 }
 
 void *p11b_km_gen(void *genctx, OSSL_CALLBACK *cb, void *cbarg)
 {
     struct p11b_gen_ctx *g = genctx;
-    struct p11b_uri *u, *made = p11b_uri_new();
     struct p11b_key *key = NULL;
     struct p11b_slot *slot;
-    char *uri = NULL;
+    struct p11b_uri *u;
 
     (void)cb;
     (void)cbarg;
-    u = made != NULL ? parse_gen_uri(g) : NULL;
+    u = parse_gen_uri(g);
     slot = u != NULL ? gen_slot(g, u) : NULL;
-    if (slot != NULL && generate(g, slot, u, made)) {
-        made->type = P11B_URI_TYPE_PRIVATE;
-        uri = p11b_uri_format(made, 0);
-        if (uri != NULL &&
-            p11b_lookup_key(g->prov, uri, P11B_LOOKUP_WANT_PRIVATE, NULL, NULL,
-                            &key) &&
-            g->family == P11B_FAMILY_RSA_PSS) {
+    if (slot != NULL && generate(g, slot, u, &key)) {
+        if (g->family == P11B_FAMILY_RSA_PSS) {
             /* An RSA key made for RSA-PSS: its public half says so. */
             key->family = P11B_FAMILY_RSA_PSS;
             if (!p11b_key_set_public(key, key->priv, NULL, 0)) {
@@ -456,10 +466,9 @@ void *p11b_km_gen(void *genctx, OSSL_CALLBACK *cb, void *cbarg)
             }
         }
         P11B_LOG(1, "generated %s key pair: %s",
-                 p11b_family_name(g->family), uri != NULL ? uri : "?");
+                 p11b_family_name(g->family),
+                 key != NULL ? key->uri : "?");
     }
-    free(uri);
     p11b_uri_free(u);
-    p11b_uri_free(made);
     return key;
 }
