@@ -209,7 +209,7 @@ static void companions(struct p11b_obj *priv, struct p11b_obj **pool,
     free(all);
     memset(&q, 0, sizeof(q));
     q.id = priv->id; /* no class: public keys and certificates at once */
-    P11B_QUIET(rv = p11b_object_find(priv->slot, &q, out, out_n));
+    rv = p11b_object_find(priv->slot, &q, out, out_n);
     if (rv != CKR_OK) {
         *out = NULL;
         *out_n = 0;
@@ -338,7 +338,7 @@ static enum slot_result find_or_raise(struct search *s,
 {
     CK_RV rv;
 
-    P11B_QUIET(rv = p11b_object_find(slot, q, objs, n));
+    rv = p11b_object_find(slot, q, objs, n);
     if (rv == CKR_OK)
         return SLOT_OK;
     P11B_RAISE_RV(s->prov, P11B_R_FIND, rv, "C_FindObjects on slot %lu",
