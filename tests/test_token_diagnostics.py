@@ -51,9 +51,10 @@ def test_unreadable_token_info_is_named(token, fault_rig):
 
 def test_transient_token_info_failure_is_read_again(token, fault_rig,
                                                     tmp_path):
-    # three failures in a row (the first read, its retry, the rescan);
-    # the rescan's retry after a pause reads the token
-    rig = fault_rig(token, "fail C_GetTokenInfo CKR_GENERAL_ERROR 3\n")
+    # four failures in a row: the first read and three of its retries
+    # (20, 40, 80 ms); the fourth retry, 160 ms later, reads the token. One
+    # retry was not enough for forked server workers starting together.
+    rig = fault_rig(token, "fail C_GetTokenInfo CKR_GENERAL_ERROR 4\n")
     msg = tmp_path / "msg"
     msg.write_bytes(b"x" * 32)
     rig.ossl("pkeyutl", "-sign", "-inkey", token.uri("p256", "private"),

@@ -191,17 +191,20 @@ CK_RV p11b_slot_refresh(struct p11b_slot *s)
 {
     CK_SLOT_INFO si;
     CK_TOKEN_INFO ti;
+    int tries;
     CK_RV rv;
 
     P11B_CALL(rv, s->mod->fns, C_GetSlotInfo, s->id, s->id, &si);
     if (rv != CKR_OK)
         return rv;
     P11B_CALL(rv, s->mod->fns, C_GetTokenInfo, s->id, s->id, &ti);
-    if (rv == CKR_GENERAL_ERROR) {
-        /* Once more after a pause: SoftHSM fails so while another process
-         * rewrites the token's files. A token that cannot be read at all
-         * fails again, and that is what the caller reports. */
-        struct timespec pause = { 0, 20 * 1000 * 1000 };
+    /* Again after a pause, up to 4 times (20, 40, 80, 160 ms): SoftHSM
+     * fails so while another process rewrites the token's files, and one
+     * 20 ms pause was seen not to be enough for a forked server worker
+     * starting beside its siblings. A token that cannot be read at all
+     * fails every time (300 ms lost), and that is what the caller reports. */
+    for (tries = 0; rv == CKR_GENERAL_ERROR && tries < 4; tries++) {
+        struct timespec pause = { 0, (20L * 1000 * 1000) << tries };
 
         nanosleep(&pause, NULL);
         P11B_CALL_WHAT(rv, s->mod->fns, C_GetTokenInfo, s->id, "again", s->id,
