@@ -470,7 +470,7 @@ int p11b_key_op_begin(struct p11b_key *key, struct p11b_key_op *kop)
         return 0;
     /* A private key needs the login before it can be found again. */
     if (key->priv->is_private &&
-        !p11b_prov_login(key->prov, key->priv->slot, NULL, NULL, NULL))
+        !p11b_prov_login(key->prov, key->priv->slot, NULL, NULL, NULL, NULL))
         return 0;
     if (!current_priv(key, &o))
         return 0;

@@ -377,7 +377,7 @@ static struct p11b_slot *gen_slot(struct p11b_gen_ctx *g,
                    "the URI matches %zu tokens: name one (token=, serial=)", n);
         return NULL;
     }
-    if (!p11b_prov_login(g->prov, slot, u, NULL, NULL))
+    if (!p11b_prov_login(g->prov, slot, u, NULL, NULL, NULL))
         return NULL;
     id = (struct p11b_bytes){ 1, u->id.data, u->id.len };
     label = (struct p11b_bytes){ 1, u->object.data, u->object.len };

@@ -462,19 +462,15 @@ static int login_after(struct search *s, struct p11b_slot *slot,
     return found[IDX_PUB] + found[IDX_CERT] + found[IDX_PRIV] == 0;
 }
 
-/*
- * Log in to the slot. p11b_prov_login answers 1 or 0 and raises why: the
- * one decision here still read back from the error queue, until the
- * login (provider.c) returns its reason itself (issue #14, item 2).
- */
+/* Log in to the slot; the login says why it failed (its error is
+ * raised already). */
 static enum slot_result login(struct search *s, struct p11b_slot *slot)
 {
     int reason;
 
     if (p11b_prov_login(s->prov, slot, s->req->uri, s->req->pw_cb,
-                        s->req->pw_cbarg))
+                        s->req->pw_cbarg, &reason))
         return SLOT_OK;
-    reason = ERR_GET_REASON(ERR_peek_last_error());
     return reason == P11B_R_PIN_MISSING  ? SLOT_NO_PIN
            : reason == P11B_R_TOKEN_GONE ? SLOT_GONE
                                          : SLOT_FAILED;

@@ -346,7 +346,7 @@ static int choose_pin(struct p11b_prov *prov, struct p11b_slot *s,
 }
 
 static int report_login(struct p11b_prov *prov, struct p11b_slot *s, CK_RV rv,
-                        const char *source)
+                        const char *source, int *why)
 {
     char label[40];
 
@@ -354,6 +354,8 @@ static int report_login(struct p11b_prov *prov, struct p11b_slot *s, CK_RV rv,
     P11B_RAISE_RV(prov, P11B_R_LOGIN, rv,
                   "C_Login on slot %lu (token '%s') with %s", s->id, label,
                   source);
+    if (why != NULL)
+        *why = p11b_reason_for_rv(rv, P11B_R_LOGIN);
     return 0;
 }
 
@@ -363,7 +365,7 @@ static int report_login(struct p11b_prov *prov, struct p11b_slot *s, CK_RV rv,
 static int login_with_callback(struct p11b_prov *prov, struct p11b_slot *s,
                                const struct p11b_uri *uri,
                                OSSL_PASSPHRASE_CALLBACK *cb, void *cbarg,
-                               const char *why)
+                               const char *withheld, int *why)
 {
     struct pin_choice pc = { NULL, 0, 1, "the application's PIN prompt", "" };
     CK_TOKEN_INFO ti;
@@ -380,12 +382,13 @@ static int login_with_callback(struct p11b_prov *prov, struct p11b_slot *s,
                             (ti.flags & CKF_USER_PIN_LOCKED)
                                 ? CKR_PIN_LOCKED
                                 : P11B_CKR_PIN_FINAL_TRY,
-                            "the application's PIN prompt");
+                            "the application's PIN prompt", why);
     if (p11b_slot_token_info(s, &ti) == CKR_OK &&
         (ti.flags & CKF_PROTECTED_AUTHENTICATION_PATH)) {
         /* PIN pad on the reader */
         rv = p11b_slot_login(s, NULL, 0, 0);
-        return rv == CKR_OK ? 1 : report_login(prov, s, rv, "the PIN pad");
+        return rv == CKR_OK ? 1
+                            : report_login(prov, s, rv, "the PIN pad", why);
     }
     if (cb != NULL && !uri_pin_goes_to(prov, uri, s, &n)) {
         withhold(&pc, "the prompt", n, "name the token in the URI (token=)");
@@ -397,13 +400,14 @@ static int login_with_callback(struct p11b_prov *prov, struct p11b_slot *s,
                    "token '%s' (slot %lu) needs a login: give a PIN in the "
                    "URI, in %s, or at the prompt%s",
                    label, s->id, P11B_CFG_TOKEN_PIN,
-                   why[0] != '\0' ? why : pc.withheld);
+                   withheld[0] != '\0' ? withheld : pc.withheld);
+        *why = P11B_R_PIN_MISSING;
         return 0;
     }
     /* A prompted PIN is kept: forked children cannot ask again. */
     rv = p11b_slot_login(s, pc.pin, pc.len, 1);
     OPENSSL_clear_free(pc.pin, pc.len + 1);
-    return rv == CKR_OK ? 1 : report_login(prov, s, rv, pc.source);
+    return rv == CKR_OK ? 1 : report_login(prov, s, rv, pc.source, why);
 }
 
 int p11b_prov_context_login(struct p11b_prov *prov, struct p11b_session *sess)
@@ -430,7 +434,8 @@ int p11b_prov_context_login(struct p11b_prov *prov, struct p11b_session *sess)
     }
     rv = p11b_session_context_login(sess, pin, len);
     OPENSSL_clear_free(pin, len + 1);
-    return rv == CKR_OK ? 1 : report_login(prov, sess->slot, rv, source);
+    return rv == CKR_OK ? 1
+                        : report_login(prov, sess->slot, rv, source, NULL);
 }
 
 int p11b_prov_pin_at_hand(struct p11b_prov *prov, struct p11b_slot *s,
@@ -444,10 +449,15 @@ int p11b_prov_pin_at_hand(struct p11b_prov *prov, struct p11b_slot *s,
 
 int p11b_prov_login(struct p11b_prov *prov, struct p11b_slot *s,
                     const struct p11b_uri *uri, OSSL_PASSPHRASE_CALLBACK *cb,
-                    void *cbarg)
+                    void *cbarg, int *why)
 {
     struct pin_choice pc = { NULL, 0, 0, NULL, "" };
+    int why_unused;
     CK_RV rv;
+
+    if (why == NULL)
+        why = &why_unused;
+    *why = P11B_R_LOGIN; /* a PIN source that could not be read */
 
     if (p11b_slot_is_logged_in(s))
         return 1;
@@ -456,16 +466,16 @@ int p11b_prov_login(struct p11b_prov *prov, struct p11b_slot *s,
     if (pc.pin != NULL) {
         rv = p11b_slot_login(s, pc.pin, pc.len, pc.cache);
         OPENSSL_clear_free(pc.pin, pc.len + 1);
-        return rv == CKR_OK ? 1 : report_login(prov, s, rv, pc.source);
+        return rv == CKR_OK ? 1 : report_login(prov, s, rv, pc.source, why);
     }
     if (p11b_slot_has_cached_pin(s)) {
         rv = p11b_slot_login_cached(s);
         if (rv == CKR_OK)
             return 1;
         if (rv != CKR_USER_NOT_LOGGED_IN)
-            return report_login(prov, s, rv, "the cached PIN");
+            return report_login(prov, s, rv, "the cached PIN", why);
     }
-    return login_with_callback(prov, s, uri, cb, cbarg, pc.withheld);
+    return login_with_callback(prov, s, uri, cb, cbarg, pc.withheld, why);
 }
 
 /* ---- provider entry points ------------------------------------------ */

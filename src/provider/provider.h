@@ -120,11 +120,12 @@ int p11b_prov_match_slots(struct p11b_prov *prov, const struct p11b_uri *uri,
 /* Log in to the slot if not logged in yet. PIN sources in order: the URI's
  * pin-value, its pin-source, the config, the cached PIN, the callback;
  * each only when it is meant for this token (provider.c says which).
- * Raises and returns 0 on failure (P11B_R_PIN_MISSING when no PIN goes to
- * the token). */
+ * Raises and returns 0 on failure; *why (when not NULL) then gets the
+ * reason raised, for callers that decide on it (P11B_R_PIN_MISSING when
+ * no PIN goes to the token, P11B_R_TOKEN_GONE, ...). */
 int p11b_prov_login(struct p11b_prov *prov, struct p11b_slot *slot,
                     const struct p11b_uri *uri, OSSL_PASSPHRASE_CALLBACK *cb,
-                    void *cbarg);
+                    void *cbarg, int *why);
 
 /* C_Login(CKU_CONTEXT_SPECIFIC) on an operation's session, with the
  * configured or cached PIN. Raises and returns 0 on failure. */
