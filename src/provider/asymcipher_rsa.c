@@ -179,45 +179,53 @@ static int usable(struct rsa_cipher_ctx *ctx, CK_MECHANISM_TYPE mech)
     return p11b_key_can_use(ctx->key, mech);
 }
 
-static CK_RV decrypt_once(struct rsa_cipher_ctx *ctx, CK_MECHANISM *mech,
-                          const unsigned char *in, size_t inlen,
-                          unsigned char *out, size_t *outlen, int *raised)
+/*
+ * The token's decryption gives an enum p11b_outcome (errors.h) and the
+ * CK_RV: P11B_OUT_RAISED for what failed before or around the token's
+ * call (reported where it happened), P11B_OUT_TOKEN for the token's own
+ * answer, which the caller turns into one error with fail(). Neither
+ * depends on the ciphertext except through rv, and fail() reads the same
+ * for every rv that might.
+ */
+static enum p11b_outcome decrypt_once(struct rsa_cipher_ctx *ctx,
+                                      CK_MECHANISM *mech,
+                                      const unsigned char *in, size_t inlen,
+                                      unsigned char *out, size_t *outlen,
+                                      CK_RV *rv)
 {
     struct p11b_key_op kop;
     enum p11b_op_stage stage;
-    CK_RV rv;
 
-    if (!p11b_key_op_begin(ctx->key, &kop)) {
-        *raised = 1;
-        return CKR_GENERAL_ERROR;
-    }
-    rv = p11b_op_decrypt(&kop.op, mech, in, inlen, out, outlen, &stage);
-    if (!p11b_key_op_end(&kop, rv, stage))
-        *raised = 1;
-    return rv;
+    *rv = CKR_GENERAL_ERROR;
+    if (!p11b_key_op_begin(ctx->key, &kop))
+        return P11B_OUT_RAISED;
+    *rv = p11b_op_decrypt(&kop.op, mech, in, inlen, out, outlen, &stage);
+    if (!p11b_key_op_end(&kop, *rv, stage))
+        return P11B_OUT_RAISED;
+    return *rv == CKR_OK ? P11B_OUT_OK : P11B_OUT_TOKEN;
 }
 
 /* C_Decrypt with one more try when the session or login was lost. */
-static CK_RV token_decrypt(struct rsa_cipher_ctx *ctx, CK_MECHANISM *mech,
-                           const unsigned char *in, size_t inlen,
-                           unsigned char *out, size_t *outlen, int *raised)
+static enum p11b_outcome token_decrypt(struct rsa_cipher_ctx *ctx,
+                                       CK_MECHANISM *mech,
+                                       const unsigned char *in, size_t inlen,
+                                       unsigned char *out, size_t *outlen,
+                                       CK_RV *rv)
 {
+    enum p11b_outcome done = P11B_OUT_RAISED;
     size_t cap = *outlen;
-    CK_RV rv = CKR_OK;
     int tries;
 
-    *raised = 0;
-    if (!p11b_key_check_mech_size(ctx->key, mech->mechanism)) {
-        *raised = 1;
-        return CKR_KEY_SIZE_RANGE;
-    }
-    for (tries = 0; tries < 2 && !*raised; tries++) {
+    *rv = CKR_KEY_SIZE_RANGE;
+    if (!p11b_key_check_mech_size(ctx->key, mech->mechanism))
+        return P11B_OUT_RAISED;
+    for (tries = 0; tries < 2; tries++) {
         *outlen = cap;
-        rv = decrypt_once(ctx, mech, in, inlen, out, outlen, raised);
-        if (rv == CKR_OK || !p11b_rv_retry(rv))
+        done = decrypt_once(ctx, mech, in, inlen, out, outlen, rv);
+        if (done != P11B_OUT_TOKEN || !p11b_rv_retry(*rv))
             break;
     }
-    return rv;
+    return done;
 }
 
 /* 1 if rv says something about the data (a padding or ciphertext the
@@ -243,21 +251,33 @@ static int fail(struct rsa_cipher_ctx *ctx, CK_RV rv, const char *what)
     return 0;
 }
 
+/* 0 after a failure of the token's call, raised with fail(); 0 after
+ * one reported already; 1 when done. */
+static int reported(struct rsa_cipher_ctx *ctx, enum p11b_outcome done,
+                    CK_RV rv, const char *what)
+{
+    if (done == P11B_OUT_TOKEN)
+        return fail(ctx, rv, what);
+    return done == P11B_OUT_OK;
+}
+
 /* Raw decryption into buf (modlen bytes). */
-static CK_RV decrypt_raw(struct rsa_cipher_ctx *ctx, const unsigned char *in,
-                         size_t inlen, unsigned char *buf, size_t modlen,
-                         int *raised)
+static enum p11b_outcome decrypt_raw(struct rsa_cipher_ctx *ctx,
+                                     const unsigned char *in, size_t inlen,
+                                     unsigned char *buf, size_t modlen,
+                                     CK_RV *rv)
 {
     CK_MECHANISM mech = { CKM_RSA_X_509, NULL, 0 };
     size_t len = modlen;
-    CK_RV rv = token_decrypt(ctx, &mech, in, inlen, buf, &len, raised);
+    enum p11b_outcome done =
+        token_decrypt(ctx, &mech, in, inlen, buf, &len, rv);
 
     /* Some tokens strip leading zero bytes of the raw result. */
-    if (rv == CKR_OK && len < modlen) {
+    if (done == P11B_OUT_OK && len < modlen) {
         memmove(buf + (modlen - len), buf, len);
         memset(buf, 0, modlen - len);
     }
-    return rv;
+    return done;
 }
 
 /* Branch-free byte mask: 0xff when a == b. */
@@ -277,21 +297,25 @@ static int decrypt_tls(struct rsa_cipher_ctx *ctx, const struct dec_settings *st
     unsigned char buf[1024], pms[1024], rnd[TLS_PREMASTER_LEN], good;
     CK_MECHANISM mech = { CKM_RSA_PKCS, NULL, 0 };
     size_t len = st->modlen, i;
-    int raised = 0, n = -1;
+    int n = -1;
     CK_RV rv;
 
-    if (RAND_priv_bytes_ex(ctx->prov->libctx, rnd, sizeof(rnd), 0) <= 0)
+    if (RAND_priv_bytes_ex(ctx->prov->libctx, rnd, sizeof(rnd), 0) <= 0) {
+        P11B_RAISE(ctx->prov, P11B_R_INTERNAL,
+                   "no random bytes for the TLS pre-master secret");
         return 0;
+    }
+    /* Whatever failed, and however it was reported, a random secret. */
     ERR_set_mark();
     if (usable(ctx, CKM_RSA_X_509)) {
-        rv = decrypt_raw(ctx, in, inlen, buf, st->modlen, &raised);
-        if (rv == CKR_OK)
+        if (decrypt_raw(ctx, in, inlen, buf, st->modlen, &rv) == P11B_OUT_OK)
             n = RSA_padding_check_PKCS1_type_2(pms, (int)st->modlen, buf,
                                                (int)st->modlen,
                                                (int)st->modlen);
     } else {
-        rv = token_decrypt(ctx, &mech, in, inlen, pms, &len, &raised);
-        n = rv == CKR_OK ? (int)len : -1;
+        n = token_decrypt(ctx, &mech, in, inlen, pms, &len, &rv) == P11B_OUT_OK
+                ? (int)len
+                : -1;
     }
     ERR_pop_to_mark(); /* no trace of the outcome */
     good = eq_mask((unsigned int)n, TLS_PREMASTER_LEN);
@@ -347,14 +371,15 @@ static int ir_kdk(struct rsa_cipher_ctx *ctx, const struct dec_settings *st,
     unsigned char blk[1024], sec[1024], key[32];
     size_t k = st->modlen, len = 0;
     unsigned int klen = 0;
-    int raised = 0, ok;
+    enum p11b_outcome done;
+    int ok;
     CK_RV rv;
 
     memset(blk, 0, k);
     blk[k - 1] = 2;
-    rv = decrypt_raw(ctx, blk, k, sec, k, &raised);
-    if (rv != CKR_OK)
-        return raised ? 0 : fail(ctx, rv, "PKCS#1 v1.5");
+    done = decrypt_raw(ctx, blk, k, sec, k, &rv);
+    if (!reported(ctx, done, rv, "PKCS#1 v1.5"))
+        return 0;
     ok = EVP_Digest(sec, k, key, &klen, EVP_sha256(), NULL);
     memset(blk, 0, k); /* the ciphertext, left-padded to the modulus */
     memcpy(blk + (k - inlen), in, inlen);
@@ -421,27 +446,32 @@ static int unpad_soft(struct rsa_cipher_ctx *ctx, const struct dec_settings *st,
                       const unsigned char *in, size_t inlen)
 {
     unsigned char buf[1024];
-    int raised = 0, n = -1;
-    CK_RV rv = decrypt_raw(ctx, in, inlen, buf, st->modlen, &raised);
-
+    enum p11b_outcome done;
+    int n = -1;
+    CK_RV rv;
     const char *mode = st->pad == RSA_PKCS1_OAEP_PADDING ? "OAEP"
                                                           : "PKCS#1 v1.5";
 
-    if (raised)
+    /* Public sizes first: nothing below may fail but for the data. */
+    if (st->pad == RSA_PKCS1_PADDING && st->implicit_rejection &&
+        outsize < st->modlen - 11) {
+        P11B_RAISE(ctx->prov, P11B_R_BAD_INPUT,
+                   "output buffer of %zu bytes, %zu needed", outsize,
+                   st->modlen - 11);
         return 0;
-    if (rv != CKR_OK)
-        return fail(ctx, rv, mode);
+    }
+    done = decrypt_raw(ctx, in, inlen, buf, st->modlen, &rv);
+    if (!reported(ctx, done, rv, mode))
+        return 0;
     if (st->pad == RSA_PKCS1_PADDING && st->implicit_rejection) {
-        /* as OpenSSL 3.2+'s own provider: never an error for the data */
-        n = outsize >= st->modlen - 11 &&
-            unpad_implicit(ctx, st, buf, in, inlen, out, outlen);
+        /* as OpenSSL 3.2+'s own provider: never an error for the data
+         * (unpad_implicit raises its own failures, none of them about
+         * the data) */
+        n = unpad_implicit(ctx, st, buf, in, inlen, out, outlen);
         OPENSSL_cleanse(buf, sizeof(buf));
-        if (n == 0 && ERR_peek_last_error() == 0)
-            P11B_RAISE(ctx->prov, P11B_R_BAD_INPUT,
-                       "output buffer of %zu bytes, %zu needed", outsize,
-                       st->modlen - 11);
         return n;
     }
+    ERR_set_mark();
     if (st->pad == RSA_PKCS1_OAEP_PADDING)
         n = RSA_padding_check_PKCS1_OAEP_mgf1(
             out, (int)outsize, buf, (int)st->modlen, (int)st->modlen,
@@ -450,36 +480,37 @@ static int unpad_soft(struct rsa_cipher_ctx *ctx, const struct dec_settings *st,
     else
         n = RSA_padding_check_PKCS1_type_2(out, (int)outsize, buf,
                                            (int)st->modlen, (int)st->modlen);
+    ERR_pop_to_mark(); /* theirs says which check failed: ours won't */
     OPENSSL_cleanse(buf, sizeof(buf));
-    if (n < 0) {
-        ERR_clear_error(); /* theirs says which check failed: ours won't */
+    if (n < 0)
         return fail(ctx, CKR_ENCRYPTED_DATA_INVALID, mode);
-    }
     *outlen = (size_t)n;
     return 1;
 }
 
-static int decrypt_oaep_token(struct rsa_cipher_ctx *ctx,
-                              const struct dec_settings *st, unsigned char *out,
-                              size_t *outlen, const unsigned char *in,
-                              size_t inlen, CK_RV *rv_out)
+/* OAEP on the token. A token without the mechanism or digest gives
+ * P11B_OUT_TOKEN with CKR_MECHANISM_INVALID, as if it had refused. */
+static enum p11b_outcome decrypt_oaep_token(struct rsa_cipher_ctx *ctx,
+                                            const struct dec_settings *st,
+                                            unsigned char *out, size_t *outlen,
+                                            const unsigned char *in,
+                                            size_t inlen, CK_RV *rv)
 {
     const struct p11b_digest_mechs *dm = p11b_digest_mechs(st->oaep_md);
     const struct p11b_digest_mechs *mgf = p11b_digest_mechs(
         st->mgf1_md != NULL ? st->mgf1_md : st->oaep_md);
     CK_RSA_PKCS_OAEP_PARAMS oaep;
     CK_MECHANISM mech = { CKM_RSA_PKCS_OAEP, &oaep, sizeof(oaep) };
-    int raised = 0;
 
-    *rv_out = CKR_MECHANISM_INVALID;
+    *rv = CKR_MECHANISM_INVALID;
     if (dm == NULL || mgf == NULL || !usable(ctx, CKM_RSA_PKCS_OAEP))
-        return 0;
+        return P11B_OUT_TOKEN;
     /* Tokens' support for OAEP labels is unreliable (SoftHSM ignores the
      * label and then fails the check): with a label, and raw RSA at hand,
      * the padding is checked here. */
     if (st->label_len > 0 && usable(ctx, CKM_RSA_X_509)) {
-        *rv_out = CKR_MECHANISM_PARAM_INVALID;
-        return 0;
+        *rv = CKR_MECHANISM_PARAM_INVALID;
+        return P11B_OUT_TOKEN;
     }
     oaep.hashAlg = dm->hash;
     oaep.mgf = mgf->mgf1;
@@ -487,8 +518,7 @@ static int decrypt_oaep_token(struct rsa_cipher_ctx *ctx,
     oaep.source = CKZ_DATA_SPECIFIED;
     oaep.pSourceData = st->label;
     oaep.ulSourceDataLen = st->label_len;
-    *rv_out = token_decrypt(ctx, &mech, in, inlen, out, outlen, &raised);
-    return raised ? -1 : *rv_out == CKR_OK;
+    return token_decrypt(ctx, &mech, in, inlen, out, outlen, rv);
 }
 
 /* The token refused the OAEP mechanism or its parameters, as opposed to
@@ -507,18 +537,74 @@ static int explicit_rejection_asked(const struct dec_settings *st)
     return have_implicit_rejection() && !st->implicit_rejection;
 }
 
+static int no_mechanism(struct rsa_cipher_ctx *ctx, int pad)
+{
+    P11B_RAISE(ctx->prov, P11B_R_MECH_UNSUPPORTED,
+               "%s: no token mechanism for RSA padding mode %d", ctx->key->uri,
+               pad);
+    return 0;
+}
+
+static int decrypt_oaep(struct rsa_cipher_ctx *ctx,
+                        const struct dec_settings *st, unsigned char *out,
+                        size_t *outlen, size_t outsize, const unsigned char *in,
+                        size_t inlen)
+{
+    CK_RV rv;
+    enum p11b_outcome done =
+        decrypt_oaep_token(ctx, st, out, outlen, in, inlen, &rv);
+
+    /* The token has no OAEP for this digest (SoftHSM: SHA-1 only): raw
+     * decryption, and OpenSSL's OAEP check here. */
+    if (done == P11B_OUT_TOKEN && oaep_refused(rv) &&
+        usable(ctx, CKM_RSA_X_509))
+        return unpad_soft(ctx, st, out, outlen, outsize, in, inlen);
+    return reported(ctx, done, rv, "OAEP");
+}
+
+static int decrypt_pkcs1(struct rsa_cipher_ctx *ctx,
+                         const struct dec_settings *st, unsigned char *out,
+                         size_t *outlen, size_t outsize,
+                         const unsigned char *in, size_t inlen)
+{
+    CK_MECHANISM mech = { CKM_RSA_PKCS, NULL, 0 };
+    enum p11b_outcome done;
+    CK_RV rv;
+
+    /* Implicit rejection turned off on 3.2+ (CMS does): a token may still
+     * reject implicitly on its own (SoftHSM linked to 3.2+), so with raw
+     * RSA at hand the padding is checked here, explicitly. */
+    if (usable(ctx, CKM_RSA_PKCS) &&
+        !(explicit_rejection_asked(st) && usable(ctx, CKM_RSA_X_509))) {
+        done = token_decrypt(ctx, &mech, in, inlen, out, outlen, &rv);
+        return reported(ctx, done, rv, "PKCS#1 v1.5");
+    }
+    if (usable(ctx, CKM_RSA_X_509))
+        return unpad_soft(ctx, st, out, outlen, outsize, in, inlen);
+    return no_mechanism(ctx, st->pad);
+}
+
+/* Every path below raises its own failure, exactly once: the result
+ * decides, the error queue only reports. */
 static int rsac_decrypt(void *vctx, unsigned char *out, size_t *outlen,
                         size_t outsize, const unsigned char *in, size_t inlen)
 {
     struct rsa_cipher_ctx *ctx = vctx;
-    CK_MECHANISM mech = { CKM_RSA_PKCS, NULL, 0 };
     struct dec_settings st;
-    int ok = 0, raised = 0, r;
+    enum p11b_outcome done;
+    int ok = 0;
     size_t need;
-    CK_RV rv = CKR_OK;
+    CK_RV rv;
 
-    if (!ctx->decrypt || !read_settings(ctx, &st))
+    if (!ctx->decrypt)
         return 0;
+    if (!read_settings(ctx, &st)) {
+        P11B_RAISE(ctx->prov, P11B_R_INTERNAL,
+                   "cannot read the RSA decryption settings of %s",
+                   ctx->key->uri);
+        settings_free(&st);
+        return 0;
+    }
     if (out == NULL) {
         *outlen = st.modlen;
         settings_free(&st);
@@ -550,48 +636,24 @@ static int rsac_decrypt(void *vctx, unsigned char *out, size_t *outlen,
         *outlen = TLS_PREMASTER_LEN;
         break;
     case RSA_NO_PADDING:
-        if (!usable(ctx, CKM_RSA_X_509))
+        if (!usable(ctx, CKM_RSA_X_509)) {
+            ok = no_mechanism(ctx, st.pad);
             break;
-        rv = decrypt_raw(ctx, in, inlen, out, st.modlen, &raised);
-        ok = rv == CKR_OK;
+        }
+        done = decrypt_raw(ctx, in, inlen, out, st.modlen, &rv);
+        ok = reported(ctx, done, rv, "raw");
         *outlen = st.modlen;
-        if (!ok && !raised)
-            fail(ctx, rv, "raw");
-        settings_free(&st);
-        return ok;
+        break;
     case RSA_PKCS1_OAEP_PADDING:
-        r = decrypt_oaep_token(ctx, &st, out, outlen, in, inlen, &rv);
-        ok = r > 0;
-        if (r != 0)
-            break;
-        /* The token has no OAEP for this digest (SoftHSM: SHA-1 only):
-         * raw decryption, and OpenSSL's OAEP check here. */
-        if (oaep_refused(rv) && usable(ctx, CKM_RSA_X_509))
-            ok = unpad_soft(ctx, &st, out, outlen, outsize, in, inlen);
-        else
-            fail(ctx, rv, "OAEP");
+        ok = decrypt_oaep(ctx, &st, out, outlen, outsize, in, inlen);
         break;
     case RSA_PKCS1_PADDING:
-        /* Implicit rejection turned off on 3.2+ (CMS does): a token may
-         * still reject implicitly on its own (SoftHSM linked to 3.2+), so
-         * with raw RSA at hand the padding is checked here, explicitly. */
-        if (usable(ctx, CKM_RSA_PKCS) &&
-            !(explicit_rejection_asked(&st) && usable(ctx, CKM_RSA_X_509))) {
-            rv = token_decrypt(ctx, &mech, in, inlen, out, outlen, &raised);
-            ok = rv == CKR_OK;
-            if (!ok && !raised)
-                fail(ctx, rv, "PKCS#1 v1.5");
-        } else if (usable(ctx, CKM_RSA_X_509)) {
-            ok = unpad_soft(ctx, &st, out, outlen, outsize, in, inlen);
-        }
+        ok = decrypt_pkcs1(ctx, &st, out, outlen, outsize, in, inlen);
         break;
     default:
+        ok = no_mechanism(ctx, st.pad);
         break;
     }
-    if (!ok && ERR_peek_last_error() == 0)
-        P11B_RAISE(ctx->prov, P11B_R_MECH_UNSUPPORTED,
-                   "%s: no token mechanism for RSA padding mode %d",
-                   ctx->key->uri, st.pad);
     settings_free(&st);
     return ok;
 }

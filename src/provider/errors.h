@@ -63,6 +63,30 @@ const char *p11b_rv_hint(const char *fn, CK_RV rv);
 int p11b_reason_for_rv(CK_RV rv, int fallback);
 
 /*
+ * What a token operation of the provider came to (signing, decryption,
+ * derivation: the helpers around src/pkcs11/op.h). The decision travels
+ * here, with the CK_RV beside it; the error queue only reports, and no
+ * caller looks at it to decide whether to raise.
+ *
+ *   P11B_OUT_OK      done; the CK_RV is CKR_OK.
+ *   P11B_OUT_TOKEN   the operation's own Cryptoki call answered the CK_RV
+ *                    (never CKR_OK). Nothing is raised yet: the caller
+ *                    may try another way, and otherwise raises exactly
+ *                    one error from it.
+ *   P11B_OUT_RAISED  it failed before or around that call (the key could
+ *                    not be found again, the login, no session, a key
+ *                    size the token refuses). One error is raised already;
+ *                    the caller adds none. The CK_RV is not CKR_OK.
+ *
+ * A function returning one gives the CK_RV in an out-parameter `rv`.
+ */
+enum p11b_outcome {
+    P11B_OUT_OK = 0,
+    P11B_OUT_TOKEN,
+    P11B_OUT_RAISED,
+};
+
+/*
  * A software token linked to the application's own libcrypto (SoftHSM)
  * puts its errors on the caller's queue: "bad decrypt" from C_Login with
  * a wrong PIN, "no such engine" from C_Initialize. They are not ours;

@@ -28,6 +28,15 @@
 #include "provider/key.h"
 #include "provider/provider.h"
 
+/* The peer's point in both forms a token may want: raw 04 || X || Y, and
+ * as a DER OCTET STRING. rawlen 0: the peer key gave no point. */
+struct ecdh_point {
+    unsigned char raw[256];
+    size_t rawlen;
+    unsigned char der[260];
+    size_t derlen;
+};
+
 struct ecdh_ctx {
     struct p11b_prov *prov;
     struct p11b_key *key;
@@ -73,6 +82,36 @@ static int ecdh_init(void *vctx, void *vkey, const OSSL_PARAM params[])
     return ecdh_set_ctx_params(ctx, params);
 }
 
+/* Encode the peer's point (struct ecdh_point); rawlen 0 when it has
+ * none, which ecdh_derive reports. */
+static void encode_point(const struct p11b_key *peer, struct ecdh_point *pt)
+{
+    size_t n = 0;
+
+    memset(pt, 0, sizeof(*pt));
+    ERR_set_mark();
+    if (!EVP_PKEY_get_octet_string_param(peer->pub_pkey,
+                                         OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY,
+                                         pt->raw, sizeof(pt->raw), &n) ||
+        n == 0 || n > 250)
+        n = 0;
+    ERR_pop_to_mark(); /* not being an EC key is said at derive */
+    if (n == 0)
+        return;
+    pt->rawlen = n;
+    pt->der[0] = 0x04;
+    if (n < 0x80) {
+        pt->der[1] = (unsigned char)n;
+        memcpy(pt->der + 2, pt->raw, n);
+        pt->derlen = n + 2;
+    } else {
+        pt->der[1] = 0x81;
+        pt->der[2] = (unsigned char)n;
+        memcpy(pt->der + 3, pt->raw, n);
+        pt->derlen = n + 3;
+    }
+}
+
 static int ecdh_set_peer(void *vctx, void *vpeer)
 {
     struct ecdh_ctx *ctx = vctx;
@@ -83,32 +122,6 @@ static int ecdh_set_peer(void *vctx, void *vpeer)
     p11b_key_up_ref(peer);
     p11b_key_free(ctx->peer);
     ctx->peer = peer;
-    return 1;
-}
-
-/* 04 || X || Y of the peer, and its DER OCTET STRING form. */
-static int peer_point(struct ecdh_ctx *ctx, unsigned char *raw, size_t *rawlen,
-                      unsigned char *der, size_t *derlen)
-{
-    size_t n = 0;
-
-    if (!EVP_PKEY_get_octet_string_param(ctx->peer->pub_pkey,
-                                         OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY,
-                                         raw, *rawlen, &n) ||
-        n == 0 || n > 250)
-        return 0;
-    *rawlen = n;
-    der[0] = 0x04;
-    if (n < 0x80) {
-        der[1] = (unsigned char)n;
-        memcpy(der + 2, raw, n);
-        *derlen = n + 2;
-    } else {
-        der[1] = 0x81;
-        der[2] = (unsigned char)n;
-        memcpy(der + 3, raw, n);
-        *derlen = n + 3;
-    }
     return 1;
 }
 
@@ -125,11 +138,13 @@ static int cofactor_is_one(const struct ecdh_ctx *ctx)
     BIGNUM *h = NULL;
     int one;
 
+    ERR_set_mark();
     if (!EVP_PKEY_get_bn_param(ctx->key->pub_pkey, OSSL_PKEY_PARAM_EC_COFACTOR,
                                &h)) {
-        ERR_clear_error();
+        ERR_pop_to_mark(); /* no cofactor known: the cofactor mechanism */
         return 0;
     }
+    ERR_clear_last_mark();
     one = BN_is_one(h);
     BN_free(h);
     return one;
@@ -140,16 +155,19 @@ static int cofactor_is_one(const struct ecdh_ctx *ctx)
 static int same_curve(struct ecdh_ctx *ctx)
 {
     char a[64] = "", b[64] = "";
+    int same;
 
-    if (EVP_PKEY_get_utf8_string_param(ctx->key->pub_pkey,
-                                       OSSL_PKEY_PARAM_GROUP_NAME, a,
-                                       sizeof(a), NULL) &&
-        EVP_PKEY_get_utf8_string_param(ctx->peer->pub_pkey,
-                                       OSSL_PKEY_PARAM_GROUP_NAME, b,
-                                       sizeof(b), NULL) &&
-        strcmp(a, b) == 0)
+    ERR_set_mark();
+    same = EVP_PKEY_get_utf8_string_param(ctx->key->pub_pkey,
+                                          OSSL_PKEY_PARAM_GROUP_NAME, a,
+                                          sizeof(a), NULL) &&
+           EVP_PKEY_get_utf8_string_param(ctx->peer->pub_pkey,
+                                          OSSL_PKEY_PARAM_GROUP_NAME, b,
+                                          sizeof(b), NULL) &&
+           strcmp(a, b) == 0;
+    ERR_pop_to_mark(); /* ours says it better */
+    if (same)
         return 1;
-    ERR_clear_error();
     P11B_RAISE(ctx->prov, P11B_R_BAD_INPUT,
                "the peer key is on curve '%s', the token key on '%s'",
                b[0] != '\0' ? b : "?", a[0] != '\0' ? a : "?");
@@ -171,59 +189,59 @@ static int may_switch_form(struct ecdh_ctx *ctx, CK_RV rv)
            p11b_module_ecdh_form(ctx->prov->mod) < 0;
 }
 
-static CK_RV derive_on_token(struct ecdh_ctx *ctx, unsigned char *out,
-                             size_t len, int *raised)
+/* C_DeriveKey into out, with the other form of the point once when the
+ * token refuses one, and once more when the session or login was lost.
+ * The result as enum p11b_outcome (errors.h): ecdh_derive raises a
+ * refusal of the token's call (P11B_OUT_TOKEN); anything else failing is
+ * raised where it happened. */
+static enum p11b_outcome
+derive_on_token(struct ecdh_ctx *ctx, unsigned char *out, size_t len, CK_RV *rv)
 {
-    unsigned char raw[256], der[260];
-    size_t rawlen = sizeof(raw), derlen = sizeof(der);
     CK_ECDH1_DERIVE_PARAMS p = { CKD_NULL, 0, NULL, 0, NULL };
     CK_MECHANISM mech = { CKM_ECDH1_DERIVE, &p, sizeof(p) };
+    struct ecdh_point point, *pt = &point;
     struct p11b_slot *slot;
     struct p11b_key_op kop;
     enum p11b_op_stage stage;
     int der_form, tries, pref = -1, switched = 0;
-    CK_RV rv = CKR_OK;
 
-    *raised = 0;
-    if (!peer_point(ctx, raw, &rawlen, der, &derlen)) {
+    *rv = CKR_GENERAL_ERROR;
+    encode_point(ctx->peer, pt);
+    if (pt->rawlen == 0) {
         P11B_RAISE(ctx->prov, P11B_R_UNSUPPORTED_KEY, "peer key has no EC point");
-        *raised = 1;
-        return CKR_GENERAL_ERROR;
+        return P11B_OUT_RAISED;
     }
     if (ctx->cofactor_mode == 1 && !cofactor_is_one(ctx))
         mech.mechanism = CKM_ECDH1_COFACTOR_DERIVE;
     if (!p11b_key_check_mech_size(ctx->key, mech.mechanism)) {
-        *raised = 1;
-        return CKR_KEY_SIZE_RANGE;
+        *rv = CKR_KEY_SIZE_RANGE;
+        return P11B_OUT_RAISED;
     }
     for (tries = 0; tries < 3; tries++) {
-        if (!p11b_key_op_begin(ctx->key, &kop)) {
-            *raised = 1;
-            return CKR_GENERAL_ERROR;
-        }
+        *rv = CKR_GENERAL_ERROR;
+        if (!p11b_key_op_begin(ctx->key, &kop))
+            return P11B_OUT_RAISED;
         slot = kop.op.key->slot;
         if (pref < 0)
             pref = point_form_der(ctx, slot);
         der_form = switched ? !pref : pref;
-        p.pPublicData = der_form ? der : raw;
-        p.ulPublicDataLen = der_form ? derlen : rawlen;
-        rv = p11b_op_derive_secret(&kop.op, &mech, out, len, &stage);
-        if (!p11b_key_op_end(&kop, rv, stage)) {
-            *raised = 1;
-            return rv;
-        }
-        if (rv == CKR_OK) {
+        p.pPublicData = der_form ? pt->der : pt->raw;
+        p.ulPublicDataLen = der_form ? pt->derlen : pt->rawlen;
+        *rv = p11b_op_derive_secret(&kop.op, &mech, out, len, &stage);
+        if (!p11b_key_op_end(&kop, *rv, stage))
+            return P11B_OUT_RAISED;
+        if (*rv == CKR_OK) {
             p11b_slot_set_ecdh_der(slot, der_form); /* remember what worked */
-            break;
+            return P11B_OUT_OK;
         }
-        if (!switched && may_switch_form(ctx, rv)) {
+        if (!switched && may_switch_form(ctx, *rv)) {
             switched = 1; /* the other form of the point, once */
             continue;
         }
-        if (!p11b_rv_retry(rv))
+        if (!p11b_rv_retry(*rv))
             break;
     }
-    return rv;
+    return P11B_OUT_TOKEN;
 }
 
 static int ecdh_derive(void *vctx, unsigned char *secret, size_t *secretlen,
@@ -231,8 +249,8 @@ static int ecdh_derive(void *vctx, unsigned char *secret, size_t *secretlen,
 {
     struct ecdh_ctx *ctx = vctx;
     unsigned char *full;
+    enum p11b_outcome done;
     size_t len;
-    int raised = 0;
     CK_RV rv;
 
     if (ctx->key == NULL || ctx->peer == NULL)
@@ -256,14 +274,14 @@ static int ecdh_derive(void *vctx, unsigned char *secret, size_t *secretlen,
                    "ECDH: no memory for a %zu-byte secret", len);
         return 0;
     }
-    rv = derive_on_token(ctx, full, len, &raised);
-    if (rv == CKR_OK && full != secret)
+    done = derive_on_token(ctx, full, len, &rv);
+    if (done == P11B_OUT_OK && full != secret)
         memcpy(secret, full, outlen);
     if (full != secret)
         OPENSSL_secure_clear_free(full, len);
-    if (rv != CKR_OK) {
+    if (done != P11B_OUT_OK) {
         OPENSSL_cleanse(secret, outlen < len ? outlen : len);
-        if (!raised)
+        if (done == P11B_OUT_TOKEN)
             P11B_RAISE_RV(ctx->prov, P11B_R_OPERATION_FAILED, rv,
                           "C_DeriveKey (ECDH) with %s", ctx->key->uri);
         return 0;

@@ -21,6 +21,7 @@
 #include <openssl/evp.h>
 
 #include "pkcs11/p11.h"
+#include "provider/errors.h"
 
 struct p11b_prov;
 struct p11b_key;
@@ -115,9 +116,17 @@ int p11b_sig_digest_sign_input(struct p11b_sig_ctx *ctx, unsigned char *md,
                                size_t *mdlen);
 
 /* C_SignInit + C_Sign with the key, retried once when the session or
- * login was lost. out must hold *outlen bytes. A failure of the token is
- * raised, or, when rv_out is given, only stored there for the caller to
- * decide (p11b_sig_raise_rv); other failures are always raised. */
+ * login was lost. out must hold *outlen bytes. What came of it is the
+ * result (errors.h, enum p11b_outcome): a refusal of the token's own call
+ * (P11B_OUT_TOKEN, *rv) is left to the caller, who may try another way
+ * and otherwise raises it once (p11b_sig_raise_rv). */
+enum p11b_outcome p11b_sig_token_call(struct p11b_sig_ctx *ctx,
+                                      CK_MECHANISM *mech,
+                                      const unsigned char *in, size_t inlen,
+                                      unsigned char *out, size_t *outlen,
+                                      CK_RV *rv);
+/* The same, with every failure raised: 1 on success, else 0. rv_out (may
+ * be NULL) receives the CK_RV, for information only. */
 int p11b_sig_token_sign(struct p11b_sig_ctx *ctx, CK_MECHANISM *mech,
                         const unsigned char *in, size_t inlen,
                         unsigned char *out, size_t *outlen, CK_RV *rv_out);

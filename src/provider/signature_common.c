@@ -452,33 +452,42 @@ void p11b_sig_raise_rv(struct p11b_sig_ctx *ctx, const CK_MECHANISM *mech,
                   ctx->key->uri);
 }
 
+enum p11b_outcome p11b_sig_token_call(struct p11b_sig_ctx *ctx,
+                                      CK_MECHANISM *mech,
+                                      const unsigned char *in, size_t inlen,
+                                      unsigned char *out, size_t *outlen,
+                                      CK_RV *rv)
+{
+    size_t cap = *outlen;
+    int tries;
+
+    *rv = CKR_GENERAL_ERROR;
+    if (!p11b_key_check_mech_size(ctx->key, mech->mechanism))
+        return P11B_OUT_RAISED;
+    for (tries = 0; tries < 2; tries++) {
+        *outlen = cap;
+        if (!sign_once(ctx, mech, in, inlen, out, outlen, rv))
+            return P11B_OUT_RAISED;
+        /* Sessions or login lost under us: once more, afresh. */
+        if (*rv == CKR_OK || !p11b_rv_retry(*rv))
+            break;
+    }
+    return *rv == CKR_OK ? P11B_OUT_OK : P11B_OUT_TOKEN;
+}
+
 int p11b_sig_token_sign(struct p11b_sig_ctx *ctx, CK_MECHANISM *mech,
                         const unsigned char *in, size_t inlen,
                         unsigned char *out, size_t *outlen, CK_RV *rv_out)
 {
-    CK_RV rv = CKR_GENERAL_ERROR;
-    size_t cap = *outlen;
-    int tries;
+    CK_RV rv;
+    enum p11b_outcome done =
+        p11b_sig_token_call(ctx, mech, in, inlen, out, outlen, &rv);
 
     if (rv_out != NULL)
         *rv_out = rv;
-    if (!p11b_key_check_mech_size(ctx->key, mech->mechanism))
-        return 0;
-    for (tries = 0; tries < 2; tries++) {
-        *outlen = cap;
-        if (!sign_once(ctx, mech, in, inlen, out, outlen, &rv))
-            return 0;
-        /* Sessions or login lost under us: once more, afresh. */
-        if (rv == CKR_OK || !p11b_rv_retry(rv))
-            break;
-    }
-    if (rv_out != NULL)
-        *rv_out = rv;
-    if (rv == CKR_OK)
-        return 1;
-    if (rv_out == NULL)
+    if (done == P11B_OUT_TOKEN)
         p11b_sig_raise_rv(ctx, mech, rv);
-    return 0;
+    return done == P11B_OUT_OK;
 }
 
 int p11b_sig_usable(struct p11b_sig_ctx *ctx, CK_MECHANISM_TYPE mech)

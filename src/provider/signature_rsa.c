@@ -244,6 +244,16 @@ static int no_mechanism(struct p11b_sig_ctx *ctx, const char *what,
     return 0;
 }
 
+/* The input cannot be signed with this digest and key. */
+static int no_fit(struct p11b_sig_ctx *ctx, size_t tbslen)
+{
+    P11B_RAISE(ctx->prov, P11B_R_BAD_INPUT,
+               "input of %zu bytes does not fit the digest or key", tbslen);
+    return 0;
+}
+
+/* Each plan_* function raises its own failures: the caller decides on
+ * the result alone. */
 static int plan_pkcs1(struct p11b_sig_ctx *ctx, const struct rsa_settings *st,
                       const unsigned char *tbs, size_t tbslen,
                       struct rsa_job *job)
@@ -273,7 +283,7 @@ static int plan_pkcs1(struct p11b_sig_ctx *ctx, const struct rsa_settings *st,
     }
     if (st->md != NULL) {
         if (!digest_info(st->md, tbs, tbslen, t, &tlen))
-            return 0;
+            return no_fit(ctx, tbslen);
     } else {
         memcpy(t, tbs, tbslen);
         tlen = tbslen;
@@ -287,7 +297,7 @@ static int plan_pkcs1(struct p11b_sig_ctx *ctx, const struct rsa_settings *st,
     }
     if (p11b_sig_usable(ctx, CKM_RSA_X_509)) {
         job->mech.mechanism = CKM_RSA_X_509;
-        return pad_pkcs1(job, st->modlen, t, tlen);
+        return pad_pkcs1(job, st->modlen, t, tlen) || no_fit(ctx, tbslen);
     }
     return no_mechanism(ctx, "PKCS#1 v1.5", st);
 }
@@ -365,7 +375,11 @@ static int plan_pss(struct p11b_sig_ctx *ctx, const struct rsa_settings *st,
      * name for (SHA-3). */
     if (p11b_sig_usable(ctx, CKM_RSA_X_509)) {
         job->mech.mechanism = CKM_RSA_X_509;
-        return pad_pss(job, st, tbs, slen);
+        if (pad_pss(job, st, tbs, slen))
+            return 1;
+        P11B_RAISE(ctx->prov, P11B_R_INTERNAL,
+                   "EMSA-PSS encoding for raw RSA failed");
+        return 0;
     }
     return no_mechanism(ctx, "PSS", st);
 }
@@ -377,16 +391,18 @@ static int sign_job(struct p11b_sig_ctx *ctx, const struct rsa_settings *st,
                     struct rsa_job *job, const unsigned char *mhash,
                     unsigned char *sig, size_t *siglen)
 {
-    CK_RV rv = CKR_OK;
+    enum p11b_outcome done;
+    CK_RV rv;
 
     *siglen = st->modlen;
     if (job->mech.mechanism != CKM_RSA_PKCS_PSS ||
         !p11b_sig_usable(ctx, CKM_RSA_X_509))
         return p11b_sig_token_sign(ctx, &job->mech, job->in, job->inlen, sig,
                                    siglen, NULL);
-    if (p11b_sig_token_sign(ctx, &job->mech, job->in, job->inlen, sig, siglen,
-                            &rv))
-        return 1;
+    done = p11b_sig_token_call(ctx, &job->mech, job->in, job->inlen, sig,
+                               siglen, &rv);
+    if (done != P11B_OUT_TOKEN)
+        return done == P11B_OUT_OK; /* a failure is raised already */
     if (rv != CKR_ARGUMENTS_BAD && rv != CKR_MECHANISM_PARAM_INVALID) {
         p11b_sig_raise_rv(ctx, &job->mech, rv);
         return 0;
@@ -413,8 +429,12 @@ static int rsa_sign_digest(struct p11b_sig_ctx *ctx, unsigned char *sig,
     int ok = 0;
 
     memset(&job, 0, sizeof(job));
-    if (!read_settings(ctx, &st))
+    if (!read_settings(ctx, &st)) {
+        P11B_RAISE(ctx->prov, P11B_R_INTERNAL,
+                   "cannot read the RSA signature settings of %s",
+                   ctx->key->uri);
         goto done;
+    }
     switch (st.pad) {
     case RSA_PKCS1_PADDING:
         ok = plan_pkcs1(ctx, &st, tbs, tbslen, &job);
@@ -442,10 +462,6 @@ static int rsa_sign_digest(struct p11b_sig_ctx *ctx, unsigned char *sig,
     }
     if (ok)
         ok = sign_job(ctx, &st, &job, tbs, sig, siglen);
-    else if (ERR_peek_last_error() == 0)
-        P11B_RAISE(ctx->prov, P11B_R_BAD_INPUT,
-                   "input of %zu bytes does not fit the digest or key",
-                   tbslen);
 done:
     OPENSSL_cleanse(job.buf, sizeof(job.buf));
     settings_free(&st);

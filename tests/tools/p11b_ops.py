@@ -35,7 +35,10 @@ OpenSSL by itself (no ssl, no hashlib, no cryptography).
       v1.5, of a ciphertext made in-process from 32 random bytes with the
       key's public half); OUTSIZE is the output buffer given to OpenSSL
       (default: the size OpenSSL asks for); KEY the index of the --uri
-      (default 0). Every step runs, whatever the earlier ones did.
+      (default 0). A step ending in `+stale` runs with an old, unrelated
+      error of the application left on the queue (a failed EVP_MD_fetch),
+      as some applications leave one. Every step runs, whatever the
+      earlier ones did.
       JSON: {"steps": [{"step": STEP, "ok": bool, "in": HEX, "out": HEX,
                         "errors": [...]}]}   (decrypt: "in" is the
       plaintext that was encrypted, "out" what came back)
@@ -108,6 +111,7 @@ def _lib():
         "ERR_lib_error_string": (c_char_p, [ctypes.c_ulong]),
         "ERR_reason_error_string": (c_char_p, [ctypes.c_ulong]),
         "ERR_clear_error": (None, []),
+        "EVP_MD_fetch": (c_void_p, [c_void_p, c_char_p, c_char_p]),
         "OPENSSL_thread_stop": (None, []),
         "EVP_PKEY_CTX_new_from_pkey": (c_void_p, [c_void_p, c_void_p,
                                                   c_char_p]),
@@ -254,15 +258,27 @@ def sign(pkey, digest, msg):
         C.EVP_MD_CTX_free(ctx)
 
 
-def pkey_op(pkey, op, data, outsize=None):
+STALE_DIGEST = b"p11b-ops-stale-error"
+
+
+def leave_stale_error():
+    """Put an application's old error on this thread's queue and leave it
+    there (an EVP_MD_fetch of a digest nobody has)."""
+    assert not C.EVP_MD_fetch(None, STALE_DIGEST, None)
+
+
+def pkey_op(pkey, op, data, outsize=None, stale=False):
     """EVP_PKEY_sign/encrypt/decrypt of data with an output buffer of
-    outsize bytes (None: the size OpenSSL asks for).
+    outsize bytes (None: the size OpenSSL asks for), on a clean error
+    queue or (stale) with an old error on it.
     (output bytes or None, error lines)."""
     init, call = {"sign": (C.EVP_PKEY_sign_init, C.EVP_PKEY_sign),
                   "encrypt": (C.EVP_PKEY_encrypt_init, C.EVP_PKEY_encrypt),
                   "decrypt": (C.EVP_PKEY_decrypt_init,
                               C.EVP_PKEY_decrypt)}[op]
     C.ERR_clear_error()
+    if stale:
+        leave_stale_error()
     ctx = C.EVP_PKEY_CTX_new_from_pkey(None, pkey, None)
     try:
         if not ctx or init(ctx) != 1:
@@ -285,7 +301,11 @@ def pkey_op(pkey, op, data, outsize=None):
 
 def run_step(keys, step):
     """One step of `steps` (see the module doc) as a JSON-able dict."""
-    spec, _, key = step.partition("@")
+    spec, _, flag = step.partition("+")
+    if flag not in ("", "stale"):
+        print(f"p11b_ops: unknown step flag +{flag}", file=sys.stderr)
+        raise SystemExit(2)
+    spec, _, key = spec.partition("@")
     op, _, size = spec.partition(":")
     pkey = keys[int(key or 0)]
     outsize = int(size) if size else None
@@ -298,7 +318,7 @@ def run_step(keys, step):
             res["errors"] = errors
             return res
         data = ct
-    out, errors = pkey_op(pkey, op, data, outsize)
+    out, errors = pkey_op(pkey, op, data, outsize, stale=flag == "stale")
     res["errors"] = errors
     if out is not None:
         res["ok"], res["out"] = True, out.hex()
