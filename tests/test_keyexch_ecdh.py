@@ -361,3 +361,38 @@ def test_i11_05_ecdh_short_buffer_truncates(token, token_public, tmp_path,
     _, whole = run_derive(env, token.uri(label, "private"), peer_pub,
                           len(full) + 8)
     assert bytes.fromhex(whole["secret"]) == full
+
+
+# ---- one context used again and duplicated (issue 14, item 7) ----------------
+
+@pytest.mark.parametrize("form", ["raw", "der-only"])
+def test_ecdh_peer_point_follows_reuse_dup_and_new_peer(
+        token, token_public, make_config, tmp_path, form):
+    """The peer's point is encoded once per peer and kept in the context
+    (in both forms). One context derives twice with peer 1, a duplicate of
+    it derives, the first is given peer 2 and derives, and the duplicate
+    derives once more: peer 1, 1, 1, 2, 1 - each checked against
+    cryptography. Every derivation still reaches the token; on a DER-only
+    module the DER form, probed once, serves the rest."""
+    peer1, pem1 = make_peer(tmp_path, "p256", "peer1")
+    peer2, pem2 = make_peer(tmp_path, "p256", "peer2")
+    if form == "raw":
+        env = token.fresh_env(tmp_path, level=2)
+        calls = PLAIN_OK * 5
+    else:
+        env = faultmod_env(make_config, token, tmp_path)
+        calls = [("CKM_ECDH1_DERIVE", "CKR_ARGUMENTS_BAD")] + PLAIN_OK * 5
+    tool = os.path.join(os.path.dirname(u.ops_tool()), "p11b_derive.py")
+    p = u.run(["/usr/bin/python3", tool, "--key", token.uri("p256", "private"),
+               "--peer", str(pem1), "--peer", str(pem2), "--outlen", "32",
+               "--reuse"], env, ok=False)
+    doc = json.loads(p.stdout.strip().splitlines()[-1])
+    assert p.returncode == 0 and doc["ok"], u.describe(p)
+    pub = token_public("p256")
+    s1 = peer1.exchange(ec.ECDH(), pub).hex()
+    s2 = peer2.exchange(ec.ECDH(), pub).hex()
+    assert doc["secrets"] == [s1, s1, s1, s2, s1], (
+        "secrets by step (peer 1, 1, dup 1, peer 2, dup 1):\n"
+        + "\n".join(("peer1 " if x == s1 else "peer2 " if x == s2 else
+                     "WRONG ") + str(x) for x in doc["secrets"]))
+    check_log(u.read_log(env), token.slot, calls, None)

@@ -28,8 +28,9 @@
 #include "provider/key.h"
 #include "provider/provider.h"
 
-/* The peer's point in both forms a token may want: raw 04 || X || Y, and
- * as a DER OCTET STRING. rawlen 0: the peer key gave no point. */
+/* The peer's point in both forms a token may want, encoded once when the
+ * peer is set: raw 04 || X || Y, and as a DER OCTET STRING. rawlen 0: the
+ * peer key gave no point. */
 struct ecdh_point {
     unsigned char raw[256];
     size_t rawlen;
@@ -41,6 +42,7 @@ struct ecdh_ctx {
     struct p11b_prov *prov;
     struct p11b_key *key;
     struct p11b_key *peer;
+    struct ecdh_point point; /* of peer */
     int cofactor_mode; /* -1: the key's default (plain ECDH) */
 };
 
@@ -122,6 +124,7 @@ static int ecdh_set_peer(void *vctx, void *vpeer)
     p11b_key_up_ref(peer);
     p11b_key_free(ctx->peer);
     ctx->peer = peer;
+    encode_point(peer, &ctx->point);
     return 1;
 }
 
@@ -199,14 +202,13 @@ derive_on_token(struct ecdh_ctx *ctx, unsigned char *out, size_t len, CK_RV *rv)
 {
     CK_ECDH1_DERIVE_PARAMS p = { CKD_NULL, 0, NULL, 0, NULL };
     CK_MECHANISM mech = { CKM_ECDH1_DERIVE, &p, sizeof(p) };
-    struct ecdh_point point, *pt = &point;
+    struct ecdh_point *pt = &ctx->point;
     struct p11b_slot *slot;
     struct p11b_key_op kop;
     enum p11b_op_stage stage;
     int der_form, tries, pref = -1, switched = 0;
 
     *rv = CKR_GENERAL_ERROR;
-    encode_point(ctx->peer, pt);
     if (pt->rawlen == 0) {
         P11B_RAISE(ctx->prov, P11B_R_UNSUPPORTED_KEY, "peer key has no EC point");
         return P11B_OUT_RAISED;
@@ -309,6 +311,7 @@ static void *ecdh_dupctx(void *vctx)
         return NULL;
     dst->key = p11b_key_up_ref(src->key);
     dst->peer = p11b_key_up_ref(src->peer);
+    dst->point = src->point; /* of the same peer */
     dst->cofactor_mode = src->cofactor_mode;
     return dst;
 }
