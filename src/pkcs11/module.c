@@ -283,6 +283,11 @@ static void reset_after_fork(struct p11b_module *m)
     atomic_store(&m->ready_tag, 0);
 }
 
+int p11b_module_is_ready(struct p11b_module *m)
+{
+    return atomic_load(&m->ready_tag) == p11b_fork_generation() + 1;
+}
+
 CK_RV p11b_module_ensure(struct p11b_module *m, char *errbuf, size_t errlen)
 {
     unsigned long fg = p11b_fork_generation();

@@ -88,6 +88,8 @@ void p11b_module_put(struct p11b_module *mod);
  * fork, the child initialises again here, once). errbuf receives the
  * dlopen/dlsym text when loading fails. */
 CK_RV p11b_module_ensure(struct p11b_module *mod, char *errbuf, size_t errlen);
+/* 1 if the module is loaded and initialised in this process (no lock). */
+int p11b_module_is_ready(struct p11b_module *mod);
 
 /* The slots with a token present, after a rescan when `rescan` is set or
  * not scanned since the module was (re)initialised. *out is a new array

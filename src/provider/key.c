@@ -58,6 +58,7 @@ void p11b_key_free(struct p11b_key *key)
     p11b_obj_free(key->priv);
     p11b_obj_free(key->pub);
     EVP_PKEY_free(key->pub_pkey);
+    EVP_MD_CTX_free(key->twin_tmpl);
     free(key->uri); /* from p11b_uri_format: malloc */
     pthread_mutex_destroy(&key->lock);
     key->magic = 0;
@@ -329,6 +330,10 @@ int p11b_key_set_public(struct p11b_key *key, const struct p11b_obj *obj,
     }
     EVP_PKEY_free(key->pub_pkey);
     key->pub_pkey = pkey;
+    /* Made while the key is built, before any operation: no twin was
+     * copied from the old half. */
+    EVP_MD_CTX_free(key->twin_tmpl);
+    key->twin_tmpl = NULL;
     return 1;
 }
 

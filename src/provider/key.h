@@ -46,6 +46,13 @@ struct p11b_key {
     struct p11b_obj *pub;   /* the token's public object, if any      */
     EVP_PKEY *pub_pkey;     /* public half, in a software provider    */
     char *uri;              /* canonical URI of the token object      */
+    /* A DigestVerify context on pub_pkey for one digest (twin_md, "" for
+     * the default), made at the first digest operation and copied for
+     * every later one's software twin: building one costs ~30k
+     * instructions, copying it a few. Set once under lock, then never
+     * changed while the key lives (signature_common.c). */
+    EVP_MD_CTX *twin_tmpl;
+    char twin_md[32];
     /* Set when the key was taken as the first of several the URI
      * matched (store.c, at close): the key then refuses to be used, and
      * this is how many keys matched. */

@@ -82,6 +82,8 @@ int p11b_prov_module_ready(struct p11b_prov *prov)
 
     if (!p11b_prov_configured(prov) || !software_at_hand(prov))
         return 0;
+    if (p11b_module_is_ready(prov->mod)) /* the hot path */
+        return 1;
     P11B_QUIET(rv = p11b_module_ensure(prov->mod, err, sizeof(err)));
 
     if (rv == CKR_OK)
@@ -539,6 +541,7 @@ static void prov_free(struct p11b_prov *prov)
         return;
     p11b_module_put(prov->mod);
     p11b_config_clear(&prov->cfg);
+    p11b_digest_cache_clear(&prov->digests);
     OPENSSL_free(prov->cfg_error);
     OPENSSL_free(prov->cfg_status_name);
     OSSL_LIB_CTX_free(prov->libctx);
@@ -637,6 +640,7 @@ OSSL_provider_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in,
 
     if (prov == NULL)
         return 0;
+    p11b_digest_cache_init(&prov->digests);
     prov->handle = handle;
     take_core_functions(prov, in);
     if (prov->core_get_params == NULL || prov->core_new_error == NULL)

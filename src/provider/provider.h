@@ -11,6 +11,7 @@
 #include <openssl/core_dispatch.h>
 #include <openssl/types.h>
 
+#include "provider/digests.h"
 #include "pkcs11/module.h"
 #include "pkcs11/p11.h"
 
@@ -91,6 +92,7 @@ struct p11b_prov {
     char *cfg_error;
     char *cfg_status_name; /* the name `openssl list -providers` shows */
     int software_seen;     /* a software provider was found (atomic) */
+    struct p11b_digest_cache digests; /* fetched once, for signatures  */
 };
 
 void p11b_core_set_error(const struct p11b_prov *prov, int reason,

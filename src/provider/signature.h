@@ -57,10 +57,15 @@ struct p11b_sig_ctx {
     /* ECDSA digest-sign makes the twin only when something asks it
      * (parameters): the hot path of libssl's handshakes never does. */
     int twin_deferred;
-    char *mdname;
+    char mdname[64];
+
+    /* The digest of a digest operation, fetched once (digests.h). */
+    EVP_MD *md;
 
     /* digest-sign */
-    EVP_MD_CTX *md_ctx;       /* software hash of the message           */
+    EVP_MD_CTX *md_ctx;       /* software hash of the message, made at
+                               * the first update (a one-shot
+                               * digest-sign hashes without one)       */
     unsigned char *msg;       /* whole message, for a combined mechanism */
     size_t msg_len;
     int buffer_msg;
@@ -98,6 +103,10 @@ int p11b_sig_verify(void *vctx, const unsigned char *sig, size_t siglen,
 int p11b_sig_verify_recover(void *vctx, unsigned char *rout, size_t *routlen,
                             size_t routsize, const unsigned char *sig,
                             size_t siglen);
+/* The digest of tbs for a one-shot digest-sign (EVP_DigestSign). */
+int p11b_sig_digest_sign_oneshot(struct p11b_sig_ctx *ctx,
+                                 const unsigned char *tbs, size_t tbslen,
+                                 unsigned char *md, size_t *mdlen);
 int p11b_sig_digest_sign_update(void *vctx, const unsigned char *data,
                                 size_t datalen);
 int p11b_sig_digest_verify_update(void *vctx, const unsigned char *data,

@@ -63,8 +63,9 @@ static void sig_reset(struct p11b_sig_ctx *ctx)
     ctx->soft_md = NULL;
     ctx->soft = NULL;
     ctx->twin_deferred = 0;
-    OPENSSL_free(ctx->mdname);
-    ctx->mdname = NULL;
+    ctx->mdname[0] = '\0';
+    EVP_MD_free(ctx->md);
+    ctx->md = NULL;
     EVP_MD_CTX_free(ctx->md_ctx);
     ctx->md_ctx = NULL;
     OPENSSL_free(ctx->msg);
@@ -119,9 +120,9 @@ void *p11b_sig_dupctx(void *vctx)
     dst->key = p11b_key_up_ref(src->key);
     dst->buffer_msg = src->buffer_msg;
     dst->twin_deferred = src->twin_deferred;
-    if (src->mdname != NULL &&
-        (dst->mdname = OPENSSL_strdup(src->mdname)) == NULL)
-        goto err;
+    memcpy(dst->mdname, src->mdname, sizeof(dst->mdname));
+    if (src->md != NULL && EVP_MD_up_ref(src->md))
+        dst->md = src->md;
     if (!dup_soft(src, dst))
         goto err;
     if (src->md_ctx != NULL) {
@@ -212,12 +213,64 @@ static int token_needs_message(struct p11b_sig_ctx *ctx, const EVP_MD *md)
             p11b_key_can_use(key, dm->rsa_pss));
 }
 
+/* The key's twin template for mdname (see key.h), made if the key has
+ * none yet; NULL when it has one for another digest. */
+static EVP_MD_CTX *twin_template(struct p11b_sig_ctx *ctx, const char *mdname)
+{
+    struct p11b_key *key = ctx->key;
+    const char *name = mdname != NULL ? mdname : "";
+    EVP_MD_CTX *t = NULL, *made;
+    int have;
+
+    if (strlen(name) >= sizeof(key->twin_md))
+        return NULL;
+    pthread_mutex_lock(&key->lock);
+    have = key->twin_tmpl != NULL;
+    if (have && strcmp(key->twin_md, name) == 0)
+        t = key->twin_tmpl;
+    pthread_mutex_unlock(&key->lock);
+    if (have)
+        return t;
+    made = EVP_MD_CTX_new();
+    ERR_set_mark(); /* the caller's own attempt says what is wrong */
+    if (made == NULL ||
+        !EVP_DigestVerifyInit_ex(made, NULL, mdname, ctx->prov->libctx,
+                                 P11B_SOFT_PROPQ, key->pub_pkey, NULL)) {
+        ERR_pop_to_mark();
+        EVP_MD_CTX_free(made);
+        return NULL;
+    }
+    ERR_clear_last_mark();
+    pthread_mutex_lock(&key->lock);
+    if (key->twin_tmpl == NULL) {
+        key->twin_tmpl = made;
+        strcpy(key->twin_md, name);
+        made = NULL;
+    }
+    if (strcmp(key->twin_md, name) == 0)
+        t = key->twin_tmpl;
+    pthread_mutex_unlock(&key->lock);
+    EVP_MD_CTX_free(made); /* another thread's came first */
+    return t;
+}
+
 /* The twin of a digest operation: a DigestVerify context on the public
- * half with the same digest and parameters. */
+ * half with the same digest and parameters; without parameters, a copy
+ * of the key's template. */
 static int make_digest_twin(struct p11b_sig_ctx *ctx, const char *mdname,
                             const OSSL_PARAM params[])
 {
+    EVP_MD_CTX *tmpl = NULL;
+
+    if (params == NULL || params[0].key == NULL)
+        tmpl = twin_template(ctx, mdname);
     ctx->soft_md = EVP_MD_CTX_new();
+    if (tmpl != NULL) {
+        if (ctx->soft_md == NULL || !EVP_MD_CTX_copy_ex(ctx->soft_md, tmpl))
+            return 0;
+        ctx->soft = EVP_MD_CTX_get_pkey_ctx(ctx->soft_md);
+        return ctx->soft != NULL;
+    }
     return ctx->soft_md != NULL &&
            EVP_DigestVerifyInit_ex(ctx->soft_md, &ctx->soft, mdname,
                                    ctx->prov->libctx, P11B_SOFT_PROPQ,
@@ -249,11 +302,10 @@ int p11b_sig_digest_init(void *vctx, const char *mdname, void *keydata,
     /* ECDSA signing with no parameters needs nothing of the twin but the
      * digest: defer it (most of a P-256 signature's own cost). */
     if (op == P11B_SIG_DIGEST_SIGN && ctx->kind == P11B_SIG_ECDSA &&
-        (params == NULL || params[0].key == NULL)) {
-        ctx->mdname = OPENSSL_strdup(mdname != NULL ? mdname : "SHA256");
-        ctx->twin_deferred = ctx->mdname != NULL;
-        if (ctx->mdname == NULL)
-            goto err;
+        (params == NULL || params[0].key == NULL) &&
+        strlen(mdname != NULL ? mdname : "SHA256") < sizeof(ctx->mdname)) {
+        strcpy(ctx->mdname, mdname != NULL ? mdname : "SHA256");
+        ctx->twin_deferred = 1;
     } else if (!make_digest_twin(ctx, mdname, params)) {
         goto err;
     }
@@ -262,9 +314,7 @@ int p11b_sig_digest_init(void *vctx, const char *mdname, void *keydata,
         return 1;
     if (!p11b_prov_module_ready(ctx->prov))
         goto err_raised;
-    ctx->md_ctx = EVP_MD_CTX_new();
-    if (p11b_sig_md(ctx, &md) == NULL || ctx->md_ctx == NULL ||
-        !EVP_DigestInit_ex2(ctx->md_ctx, md, NULL))
+    if (p11b_sig_md(ctx, &md) == NULL)
         goto err;
     ctx->buffer_msg = token_needs_message(ctx, md);
     EVP_MD_free(md);
@@ -306,25 +356,46 @@ int p11b_sig_composite_sign_init(void *vctx, void *keydata,
 }
 #endif
 
+/* The operation's digest: the one asked for at init, else the twin's
+ * (its default, or what parameters set); fetched once per context. */
 const EVP_MD *p11b_sig_md(struct p11b_sig_ctx *ctx, EVP_MD **fetched)
 {
     char name[64] = "";
     OSSL_PARAM params[2];
 
     *fetched = NULL;
-    if (ctx->twin_deferred) {
-        *fetched = EVP_MD_fetch(ctx->prov->libctx, ctx->mdname,
-                                P11B_SOFT_PROPQ);
-        return *fetched;
+    if (ctx->md == NULL && ctx->twin_deferred) {
+        ctx->md = p11b_digest_fetch(&ctx->prov->digests, ctx->prov->libctx,
+                                    P11B_SOFT_PROPQ, ctx->mdname);
+    } else if (ctx->md == NULL) {
+        params[0] = OSSL_PARAM_construct_utf8_string(
+            OSSL_SIGNATURE_PARAM_DIGEST, name, sizeof(name));
+        params[1] = OSSL_PARAM_construct_end();
+        if (ctx->soft == NULL || !EVP_PKEY_CTX_get_params(ctx->soft, params) ||
+            name[0] == '\0')
+            return NULL;
+        ctx->md = p11b_digest_fetch(&ctx->prov->digests, ctx->prov->libctx,
+                                    P11B_SOFT_PROPQ, name);
     }
-    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_SIGNATURE_PARAM_DIGEST,
-                                                 name, sizeof(name));
-    params[1] = OSSL_PARAM_construct_end();
-    if (ctx->soft == NULL || !EVP_PKEY_CTX_get_params(ctx->soft, params) ||
-        name[0] == '\0')
+    if (ctx->md == NULL || !EVP_MD_up_ref(ctx->md))
         return NULL;
-    *fetched = EVP_MD_fetch(ctx->prov->libctx, name, P11B_SOFT_PROPQ);
+    *fetched = ctx->md;
     return *fetched;
+}
+
+/* The message hash, started at the first update. */
+static int md_ctx_ready(struct p11b_sig_ctx *ctx)
+{
+    EVP_MD *md = NULL;
+    int ok;
+
+    if (ctx->md_ctx != NULL)
+        return 1;
+    ctx->md_ctx = EVP_MD_CTX_new();
+    ok = ctx->md_ctx != NULL && p11b_sig_md(ctx, &md) != NULL &&
+         EVP_DigestInit_ex2(ctx->md_ctx, md, NULL);
+    EVP_MD_free(md);
+    return ok;
 }
 
 int p11b_sig_verify(void *vctx, const unsigned char *sig, size_t siglen,
@@ -355,7 +426,7 @@ int p11b_sig_digest_sign_update(void *vctx, const unsigned char *data,
     struct p11b_sig_ctx *ctx = vctx;
     unsigned char *grown;
 
-    if (ctx->op != P11B_SIG_DIGEST_SIGN)
+    if (ctx->op != P11B_SIG_DIGEST_SIGN || !md_ctx_ready(ctx))
         return 0;
     if (ctx->buffer_msg && datalen > 0) {
         grown = OPENSSL_realloc(ctx->msg, ctx->msg_len + datalen);
@@ -396,9 +467,32 @@ int p11b_sig_digest_sign_input(struct p11b_sig_ctx *ctx, unsigned char *md,
     int ok;
 
     /* Finish a copy: the context stays usable for another final. */
-    ok = tmp != NULL && EVP_MD_CTX_copy_ex(tmp, ctx->md_ctx) &&
+    ok = tmp != NULL && md_ctx_ready(ctx) &&
+         EVP_MD_CTX_copy_ex(tmp, ctx->md_ctx) &&
          EVP_DigestFinal_ex(tmp, md, &len);
     EVP_MD_CTX_free(tmp);
+    *mdlen = len;
+    if (!ok)
+        P11B_RAISE(ctx->prov, P11B_R_INTERNAL, "hashing the message failed");
+    return ok;
+}
+
+int p11b_sig_digest_sign_oneshot(struct p11b_sig_ctx *ctx,
+                                 const unsigned char *tbs, size_t tbslen,
+                                 unsigned char *md, size_t *mdlen)
+{
+    EVP_MD *d = NULL;
+    unsigned int len = 0;
+    int ok;
+
+    /* A message the token signs whole is kept; so is one begun by
+     * updates (not a one-shot use, but still answered). */
+    if (ctx->buffer_msg || ctx->md_ctx != NULL)
+        return p11b_sig_digest_sign_update(ctx, tbs, tbslen) &&
+               p11b_sig_digest_sign_input(ctx, md, mdlen);
+    ok = p11b_sig_md(ctx, &d) != NULL &&
+         EVP_Digest(tbs, tbslen, md, &len, d, NULL);
+    EVP_MD_free(d);
     *mdlen = len;
     if (!ok)
         P11B_RAISE(ctx->prov, P11B_R_INTERNAL, "hashing the message failed");
@@ -427,7 +521,12 @@ int p11b_sig_set_ctx_params(void *vctx, const OSSL_PARAM params[])
     if (!ensure_twin(ctx) || ctx->soft == NULL)
         return 0;
     /* The software side validates every value (digest names, padding
-     * modes, salt lengths, key restrictions) and keeps it. */
+     * modes, salt lengths, key restrictions) and keeps it; a digest not
+     * in use yet is read from it again. */
+    if (ctx->md_ctx == NULL) {
+        EVP_MD_free(ctx->md);
+        ctx->md = NULL;
+    }
     return EVP_PKEY_CTX_set_params(ctx->soft, params);
 }
 

@@ -59,6 +59,7 @@ static OSSL_FUNC_signature_verify_init_fn rsa_verify_init;
 static OSSL_FUNC_signature_verify_recover_init_fn rsa_verify_recover_init;
 static OSSL_FUNC_signature_digest_sign_init_fn rsa_digest_sign_init;
 static OSSL_FUNC_signature_digest_sign_final_fn rsa_digest_sign_final;
+static OSSL_FUNC_signature_digest_sign_fn rsa_digest_sign;
 static OSSL_FUNC_signature_digest_verify_init_fn rsa_digest_verify_init;
 static OSSL_FUNC_signature_gettable_ctx_params_fn rsa_gettable_ctx_params;
 static OSSL_FUNC_signature_settable_ctx_params_fn rsa_settable_ctx_params;
@@ -498,6 +499,26 @@ static int rsa_digest_sign_final(void *vctx, unsigned char *sig,
     return rsa_sign_digest(ctx, sig, siglen, md, mdlen);
 }
 
+/* EVP_DigestSign (libssl's handshake signature): hashed at once, no
+ * update/final and no duplicate of the context. */
+static int rsa_digest_sign(void *vctx, unsigned char *sig, size_t *siglen,
+                           size_t sigsize, const unsigned char *tbs,
+                           size_t tbslen)
+{
+    struct p11b_sig_ctx *ctx = vctx;
+    unsigned char md[EVP_MAX_MD_SIZE];
+    size_t mdlen = 0;
+
+    if (ctx->op != P11B_SIG_DIGEST_SIGN ||
+        !p11b_sig_size_check(ctx, sig, siglen, sigsize))
+        return 0;
+    if (sig == NULL)
+        return 1;
+    if (!p11b_sig_digest_sign_oneshot(ctx, tbs, tbslen, md, &mdlen))
+        return 0;
+    return rsa_sign_digest(ctx, sig, siglen, md, mdlen);
+}
+
 /* Keep these tables next to p11b_sig_set_ctx_params / get_ctx_params,
  * which hand every key to the software twin. */
 static const OSSL_PARAM rsa_settable[] = {
@@ -549,6 +570,7 @@ const OSSL_DISPATCH p11b_rsa_signature_functions[] = {
       (void (*)(void))p11b_sig_digest_sign_update },
     { OSSL_FUNC_SIGNATURE_DIGEST_SIGN_FINAL,
       (void (*)(void))rsa_digest_sign_final },
+    { OSSL_FUNC_SIGNATURE_DIGEST_SIGN, (void (*)(void))rsa_digest_sign },
     { OSSL_FUNC_SIGNATURE_DIGEST_VERIFY_INIT,
       (void (*)(void))rsa_digest_verify_init },
     { OSSL_FUNC_SIGNATURE_DIGEST_VERIFY_UPDATE,
