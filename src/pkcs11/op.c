@@ -23,7 +23,8 @@
  * the caller said no; never again on a slot whose token refused a copy
  * once.
  */
-static CK_OBJECT_HANDLE op_handle(const struct p11b_op *op)
+static CK_OBJECT_HANDLE op_handle(const struct p11b_op *op,
+                                  unsigned long sess_gen)
 {
     static CK_BBOOL no = CK_FALSE;
     CK_ATTRIBUTE tmpl = { CKA_TOKEN, &no, sizeof(no) };
@@ -34,7 +35,16 @@ static CK_OBJECT_HANDLE op_handle(const struct p11b_op *op)
     unsigned long gen;
     CK_RV rv;
 
-    if (!op->may_copy || o->always_auth || atomic_load(&slot->copy_refused) ||
+    if (!op->may_copy || o->always_auth || atomic_load(&slot->copy_refused))
+        return h;
+    /* The hot path: a copy made in the generation of the session we hold
+     * (its object session is that generation's); no slot lock. */
+    pthread_mutex_lock(&slot->obj_lock);
+    if (o->copy != CK_INVALID_HANDLE && o->copy_gen == sess_gen &&
+        o->gen == sess_gen)
+        h = o->copy;
+    pthread_mutex_unlock(&slot->obj_lock);
+    if (h != o->h ||
         p11b_slot_object_session(slot, &sh, &gen) != CKR_OK || gen != o->gen)
         return h;
     /* locked: slot->obj_lock (the copy, and calls on the object session) */
@@ -103,7 +113,7 @@ CK_RV p11b_op_sign(const struct p11b_op *op, CK_MECHANISM *mech,
     rv = op_session(op, &sess, stage);
     if (rv != CKR_OK)
         return rv;
-    h = op_handle(op);
+    h = op_handle(op, sess.gen);
     f = p11b_session_fns(&sess);
     P11B_CALL_WHAT(rv, f, C_SignInit, sess.slot->id,
                    p11b_mech_name(mech->mechanism), sess.h, mech, h);
@@ -134,7 +144,7 @@ CK_RV p11b_op_decrypt(const struct p11b_op *op, CK_MECHANISM *mech,
     rv = op_session(op, &sess, stage);
     if (rv != CKR_OK)
         return rv;
-    h = op_handle(op);
+    h = op_handle(op, sess.gen);
     f = p11b_session_fns(&sess);
     P11B_CALL_WHAT(rv, f, C_DecryptInit, sess.slot->id,
                    p11b_mech_name(mech->mechanism), sess.h, mech, h);
@@ -175,7 +185,7 @@ CK_RV p11b_op_derive_secret(const struct p11b_op *op, CK_MECHANISM *mech,
     rv = op_session(op, &sess, stage);
     if (rv != CKR_OK)
         return rv;
-    h = op_handle(op);
+    h = op_handle(op, sess.gen);
     f = p11b_session_fns(&sess);
     P11B_CALL_WHAT(rv, f, C_DeriveKey, sess.slot->id,
                    p11b_mech_name(mech->mechanism), sess.h, mech, h, tmpl,
