@@ -212,17 +212,6 @@ void p11b_session_discard(struct p11b_session *sess)
     sess->slot = NULL;
 }
 
-CK_RV p11b_session_context_login(struct p11b_session *sess,
-                                 const unsigned char *pin, size_t pin_len)
-{
-    CK_RV rv;
-
-    P11B_CALL_WHAT(rv, sess->slot->mod->fns, C_Login, sess->slot->id,
-                   "CKU_CONTEXT_SPECIFIC", sess->h, CKU_CONTEXT_SPECIFIC,
-                   (CK_UTF8CHAR *)pin, (CK_ULONG)pin_len);
-    return rv;
-}
-
 void p11b_session_release(struct p11b_session *sess)
 {
     p11b_session_release_rv(sess, CKR_OK);

@@ -32,11 +32,6 @@ void p11b_session_release_rv(struct p11b_session *sess, CK_RV rv);
  * active in it. */
 void p11b_session_discard(struct p11b_session *sess);
 
-/* C_Login(CKU_CONTEXT_SPECIFIC): the per-operation login of keys with
- * CKA_ALWAYS_AUTHENTICATE, made after the operation's C_*Init. */
-CK_RV p11b_session_context_login(struct p11b_session *sess,
-                                 const unsigned char *pin, size_t pin_len);
-
 /* The module's function list, for calls on this session. */
 CK_FUNCTION_LIST *p11b_session_fns(const struct p11b_session *sess);
 

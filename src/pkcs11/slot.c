@@ -1,6 +1,7 @@
 /*
  * Slots: token info, mechanism list, login state and invalidation.
- * The session pool of a slot is in session.c.
+ * The session pool of a slot is in session.c, the login policy in
+ * login.c.
  */
 #include "config.h"
 
@@ -15,7 +16,6 @@
 #include "pkcs11/module.h"
 #include "pkcs11/names.h"
 #include "pkcs11/object.h"
-#include "pkcs11/session.h"
 #include "pkcs11/slot.h"
 
 struct p11b_slot *p11b_slot_new(struct p11b_module *mod, CK_SLOT_ID id)
@@ -369,162 +369,6 @@ int p11b_slot_is_logged_in(struct p11b_slot *s)
     in = s->logged_in;
     pthread_mutex_unlock(&s->lock);
     return in;
-}
-
-int p11b_slot_has_cached_pin(struct p11b_slot *s)
-{
-    int has;
-
-    pthread_mutex_lock(&s->lock);
-    has = s->cached_pin != NULL;
-    pthread_mutex_unlock(&s->lock);
-    return has;
-}
-
-static int same_pin(const unsigned char *a, size_t alen,
-                    const unsigned char *b, size_t blen)
-{
-    return a != NULL && b != NULL && alen == blen &&
-           CRYPTO_memcmp(a, b, alen) == 0;
-}
-
-static void keep_copy(unsigned char **dst, size_t *dst_len,
-                      const unsigned char *pin, size_t len)
-{
-    wipe_free(dst, dst_len);
-    if (pin == NULL)
-        return;
-    *dst = malloc(len + 1);
-    if (*dst == NULL)
-        return;
-    memcpy(*dst, pin, len);
-    (*dst)[len] = '\0';
-    *dst_len = len;
-}
-
-/* Refuse before C_Login when the token says another failure locks it. */
-static CK_RV login_precheck(struct p11b_slot *s)
-{
-    CK_TOKEN_INFO ti;
-    CK_RV rv = p11b_slot_refresh(s);
-
-    if (rv != CKR_OK)
-        return rv;
-    pthread_mutex_lock(&s->lock);
-    ti = s->token;
-    pthread_mutex_unlock(&s->lock);
-    if (ti.flags & CKF_USER_PIN_LOCKED)
-        return CKR_PIN_LOCKED;
-    if (ti.flags & CKF_USER_PIN_FINAL_TRY)
-        return P11B_CKR_PIN_FINAL_TRY;
-    return CKR_OK;
-}
-
-/* Log in on a session of the pool (an idle one, or a new one within the
- * token's session bound, counted like any other): on a token that allows
- * few sessions, the login must not take one the pool cannot count. */
-static CK_RV do_login(struct p11b_slot *s, const unsigned char *pin,
-                      size_t pin_len, struct p11b_session *out)
-{
-    struct p11b_session sess;
-    CK_RV rv;
-
-    rv = p11b_session_acquire(s, &sess);
-    if (rv != CKR_OK)
-        return rv;
-    P11B_CALL_WHAT(rv, s->mod->fns, C_Login, s->id, "CKU_USER", sess.h,
-                   CKU_USER, (CK_UTF8CHAR *)pin, (CK_ULONG)pin_len);
-    if (rv == CKR_USER_ALREADY_LOGGED_IN)
-        rv = CKR_OK;
-    if (rv != CKR_OK) {
-        p11b_session_release(&sess);
-        return rv;
-    }
-    *out = sess;
-    return CKR_OK;
-}
-
-CK_RV p11b_slot_login(struct p11b_slot *s, const unsigned char *pin,
-                      size_t pin_len, int cache)
-{
-    struct p11b_session sess = { NULL, CK_INVALID_HANDLE, 0, 0 };
-    unsigned long gen;
-    int stale = 0;
-    CK_RV rv;
-
-    pthread_mutex_lock(&s->lock);
-    while (s->login_busy)
-        pthread_cond_wait(&s->cond, &s->lock);
-    if (s->logged_in) {
-        pthread_mutex_unlock(&s->lock);
-        return CKR_OK;
-    }
-    if (same_pin(pin, pin_len, s->rejected_pin, s->rejected_pin_len)) {
-        pthread_mutex_unlock(&s->lock);
-        return P11B_CKR_PIN_NOT_RETRIED;
-    }
-    s->login_busy = 1;
-    gen = s->gen;
-    pthread_mutex_unlock(&s->lock);
-
-    rv = login_precheck(s);
-    if (rv == CKR_OK)
-        rv = do_login(s, pin, pin_len, &sess);
-
-    pthread_mutex_lock(&s->lock);
-    s->login_busy = 0;
-    if (rv == CKR_OK && (gen != s->gen || sess.gen != s->gen)) {
-        stale = 1; /* the slot was reset meanwhile */
-    } else if (rv == CKR_OK) {
-        s->logged_in = 1;
-        s->login_session = sess.h; /* already counted in nopen */
-        if (cache)
-            keep_copy(&s->cached_pin, &s->cached_pin_len, pin, pin_len);
-    } else if (rv == CKR_PIN_INCORRECT) {
-        keep_copy(&s->rejected_pin, &s->rejected_pin_len, pin, pin_len);
-        if (same_pin(pin, pin_len, s->cached_pin, s->cached_pin_len))
-            wipe_free(&s->cached_pin, &s->cached_pin_len);
-    }
-    pthread_cond_broadcast(&s->cond);
-    pthread_mutex_unlock(&s->lock);
-    if (stale) {
-        p11b_session_release(&sess); /* closed: of an older generation */
-        rv = CKR_SESSION_HANDLE_INVALID;
-    }
-    return rv;
-}
-
-CK_RV p11b_slot_get1_cached_pin(struct p11b_slot *s, unsigned char **pin,
-                                size_t *len)
-{
-    unsigned char *copy = NULL;
-
-    pthread_mutex_lock(&s->lock);
-    if (s->cached_pin != NULL) {
-        copy = OPENSSL_malloc(s->cached_pin_len + 1);
-        if (copy != NULL) {
-            memcpy(copy, s->cached_pin, s->cached_pin_len + 1);
-            *len = s->cached_pin_len;
-        }
-    }
-    pthread_mutex_unlock(&s->lock);
-    if (copy == NULL)
-        return CKR_USER_NOT_LOGGED_IN;
-    *pin = copy;
-    return CKR_OK;
-}
-
-CK_RV p11b_slot_login_cached(struct p11b_slot *s)
-{
-    unsigned char *pin;
-    size_t len;
-    CK_RV rv = p11b_slot_get1_cached_pin(s, &pin, &len);
-
-    if (rv != CKR_OK)
-        return rv;
-    rv = p11b_slot_login(s, pin, len, 1);
-    OPENSSL_clear_free(pin, len + 1);
-    return rv;
 }
 
 void p11b_slot_forget_login(struct p11b_slot *s)

@@ -41,6 +41,7 @@ struct p11b_slot {
     size_t nopen;               /* sessions handed out or idle             */
     size_t max_open;            /* from ulMaxSessionCount, 0 = unlimited   */
 
+    /* Login state: the policy that changes it is in login.c. */
     int logged_in;
     int login_busy;             /* one thread is in C_Login                */
     CK_SESSION_HANDLE login_session; /* kept open so the login lasts       */
@@ -100,22 +101,6 @@ CK_RV p11b_slot_mechanism_info(struct p11b_slot *slot, CK_MECHANISM_TYPE mech,
 
 /* Login state. */
 int p11b_slot_is_logged_in(struct p11b_slot *slot);
-/* Refuse to log in when the token says the PIN is locked or at its final
- * try; otherwise C_Login(CKU_USER) once with this PIN. A PIN the token
- * rejected is remembered and never presented again in this process
- * (CKR_PIN_INCORRECT is returned without a Cryptoki call). With cache set,
- * a PIN that worked is kept (wiped on free) for re-login after fork or
- * token removal. */
-CK_RV p11b_slot_login(struct p11b_slot *slot, const unsigned char *pin,
-                      size_t pin_len, int cache);
-/* Log in again with the cached PIN; CKR_PIN_LEN_RANGE-like failure
- * CKR_USER_NOT_LOGGED_IN when none is cached. */
-CK_RV p11b_slot_login_cached(struct p11b_slot *slot);
-int p11b_slot_has_cached_pin(struct p11b_slot *slot);
-/* A copy of the cached PIN (free with OPENSSL_clear_free(pin, len + 1)),
- * or CKR_USER_NOT_LOGGED_IN when none is cached. */
-CK_RV p11b_slot_get1_cached_pin(struct p11b_slot *slot, unsigned char **pin,
-                                size_t *len);
 /* The slot's object session, opened if needed; *gen is the generation it
  * belongs to. Calls on it must hold slot->obj_lock. */
 CK_RV p11b_slot_object_session(struct p11b_slot *slot, CK_SESSION_HANDLE *out,

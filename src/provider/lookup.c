@@ -10,6 +10,7 @@
 #include <openssl/err.h>
 
 #include "pkcs11/log.h"
+#include "pkcs11/login.h"
 #include "pkcs11/object.h"
 #include "pkcs11/slot.h"
 #include "pkcs11/uri.h"
@@ -427,13 +428,7 @@ static enum slot_result search_slot(struct search *s, struct p11b_slot *slot,
  * private. */
 static int login_needed(struct search *s, struct p11b_slot *slot)
 {
-    CK_TOKEN_INFO ti;
-
-    if (s->prov->cfg.login == P11B_LOGIN_NEVER ||
-        p11b_slot_is_logged_in(slot))
-        return 0;
-    return p11b_slot_token_info(slot, &ti) == CKR_OK &&
-           (ti.flags & CKF_LOGIN_REQUIRED);
+    return s->prov->cfg.login != P11B_LOGIN_NEVER && p11b_login_needed(slot);
 }
 
 /* Log in before searching: always when configured so; in auto mode when

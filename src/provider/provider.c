@@ -19,6 +19,7 @@
 
 #include "pkcs11/calls.h"
 #include "pkcs11/log.h"
+#include "pkcs11/login.h"
 #include "pkcs11/module.h"
 #include "pkcs11/names.h"
 #include "pkcs11/session.h"
@@ -286,65 +287,183 @@ static int config_pin_goes_to(struct p11b_prov *prov, struct p11b_slot *s,
     return hit;
 }
 
-struct pin_choice {
-    unsigned char *pin; /* owned, wiped */
+/*
+ * The PIN supplier handed down to the login (src/pkcs11/login.h): it knows
+ * where PINs come from here (the URI, the configuration, the application's
+ * prompt) and which token each goes to; the login decides what is done
+ * with them.
+ */
+struct pin_supply {
+    struct p11b_prov *prov;
+    const struct p11b_uri *uri;    /* NULL: a login not asked by a URI  */
+    OSSL_PASSPHRASE_CALLBACK *cb;  /* the application's prompt, or NULL */
+    void *cbarg;
+    unsigned char *pin;            /* the PIN handed out; wiped         */
     size_t len;
-    int cache;
-    const char *source;
     char withheld[160]; /* why a PIN at hand did not go to this token */
 };
 
-static void withhold(struct pin_choice *pc, const char *what, size_t n,
+static void withhold(struct pin_supply *ps, const char *what, size_t n,
                      const char *how)
 {
-    if (pc->withheld[0] == '\0')
-        snprintf(pc->withheld, sizeof(pc->withheld),
+    if (ps->withheld[0] == '\0')
+        snprintf(ps->withheld, sizeof(ps->withheld),
                  "; %s goes to one token only, and %zu want a login: %s",
                  what, n, how);
 }
 
-static int choose_pin(struct p11b_prov *prov, struct p11b_slot *s,
-                      const struct p11b_uri *uri, struct pin_choice *pc)
+static void supply_wipe(void *arg)
+{
+    struct pin_supply *ps = arg;
+
+    if (ps->pin != NULL)
+        OPENSSL_clear_free(ps->pin, ps->len + 1);
+    ps->pin = NULL;
+    ps->len = 0;
+}
+
+/* 1 if the URI's PIN (or the prompt) goes to the token; else why not is
+ * noted as `what`. */
+static int uri_pin_for(struct pin_supply *ps, struct p11b_slot *s,
+                       const char *what)
 {
     size_t n = 0;
-    int uri_pin = uri != NULL &&
-                  (uri->pin_value.present || uri->pin_source.present);
 
-    pc->cache = prov->cfg.cache_pins;
-    if (uri_pin && !uri_pin_goes_to(prov, uri, s, &n)) {
-        withhold(pc, "the URI's PIN", n, "name the token in the URI (token=)");
-        uri_pin = 0;
-    }
-    if (uri_pin && uri->pin_value.present) {
-        pc->source = "the URI's pin-value";
-        pc->pin = OPENSSL_memdup(uri->pin_value.data, uri->pin_value.len + 1);
-        pc->len = uri->pin_value.len;
-        return pc->pin != NULL;
-    }
-    if (uri_pin && uri->pin_source.present) {
-        const char *src = (const char *)uri->pin_source.data;
-        char path[4096];
+    if (uri_pin_goes_to(ps->prov, ps->uri, s, &n))
+        return 1;
+    withhold(ps, what, n, "name the token in the URI (token=)");
+    return 0;
+}
 
-        pc->source = "the URI's pin-source";
-        /* pin-source is a file name or a file: URI. */
-        snprintf(path, sizeof(path), "%s%s",
-                 strncmp(src, "file:", 5) == 0 ? "" : "file:", src);
-        return p11b_config_read_pin(prov, "pin-source", path, &pc->pin,
-                                    &pc->len);
+static enum p11b_pin_answer supply_uri(struct pin_supply *ps,
+                                       struct p11b_slot *s, int file,
+                                       int only_ask)
+{
+    const struct p11b_uri *uri = ps->uri;
+    const char *src;
+    char path[4096];
+
+    if (uri == NULL || !(file ? uri->pin_source.present
+                              : uri->pin_value.present))
+        return P11B_PIN_NONE;
+    if (!uri_pin_for(ps, s, "the URI's PIN"))
+        return P11B_PIN_NONE;
+    if (only_ask)
+        return P11B_PIN_GIVEN;
+    if (!file) {
+        ps->pin = OPENSSL_memdup(uri->pin_value.data, uri->pin_value.len + 1);
+        ps->len = uri->pin_value.len;
+        return ps->pin != NULL ? P11B_PIN_GIVEN : P11B_PIN_FAILED;
     }
-    n = 0;
-    if (prov->cfg.pin != NULL && !config_pin_goes_to(prov, s, &n)) {
+    /* pin-source is a file name or a file: URI. */
+    src = (const char *)uri->pin_source.data;
+    snprintf(path, sizeof(path), "%s%s",
+             strncmp(src, "file:", 5) == 0 ? "" : "file:", src);
+    return p11b_config_read_pin(ps->prov, "pin-source", path, &ps->pin,
+                                &ps->len)
+               ? P11B_PIN_GIVEN
+               : P11B_PIN_FAILED;
+}
+
+static enum p11b_pin_answer supply_config(struct pin_supply *ps,
+                                          struct p11b_slot *s, int only_ask)
+{
+    struct p11b_prov *prov = ps->prov;
+    size_t n = 0;
+
+    if (prov->cfg.pin == NULL)
+        return P11B_PIN_NONE;
+    if (!config_pin_goes_to(prov, s, &n)) {
         if (prov->cfg.pin_token == NULL)
-            withhold(pc, "the configured PIN", n,
+            withhold(ps, "the configured PIN", n,
                      "name its token in " P11B_CFG_TOKEN_PIN_TOKEN);
-    } else if (prov->cfg.pin != NULL) {
-        pc->source = "the configured PIN";
-        pc->pin = OPENSSL_memdup(prov->cfg.pin, prov->cfg.pin_len + 1);
-        pc->len = prov->cfg.pin_len;
-        pc->cache = 0; /* always at hand */
-        return pc->pin != NULL;
+        return P11B_PIN_NONE;
     }
-    return 1;
+    if (only_ask)
+        return P11B_PIN_GIVEN;
+    ps->pin = OPENSSL_memdup(prov->cfg.pin, prov->cfg.pin_len + 1);
+    ps->len = prov->cfg.pin_len;
+    return ps->pin != NULL ? P11B_PIN_GIVEN : P11B_PIN_FAILED;
+}
+
+/* The prompt: OpenSSL may replay its answer for every token (OSSL_STORE
+ * caches the passphrase), so it is asked only for a token the URI selects
+ * alone. */
+static enum p11b_pin_answer supply_prompt(struct pin_supply *ps,
+                                          struct p11b_slot *s, int only_ask)
+{
+    if (ps->cb == NULL || !uri_pin_for(ps, s, "the prompt"))
+        return P11B_PIN_NONE;
+    if (only_ask)
+        return P11B_PIN_GIVEN;
+    return pin_from_callback(s, ps->cb, ps->cbarg, &ps->pin, &ps->len)
+               ? P11B_PIN_GIVEN
+               : P11B_PIN_NONE;
+}
+
+static enum p11b_pin_answer supply_pin(void *arg, struct p11b_slot *s,
+                                       enum p11b_pin_source src,
+                                       const unsigned char **pin, size_t *len)
+{
+    struct pin_supply *ps = arg;
+    enum p11b_pin_answer a;
+
+    supply_wipe(ps);
+    switch (src) {
+    case P11B_PIN_SRC_URI_VALUE:
+    case P11B_PIN_SRC_URI_FILE:
+        a = supply_uri(ps, s, src == P11B_PIN_SRC_URI_FILE, pin == NULL);
+        break;
+    case P11B_PIN_SRC_CONFIG:
+        a = supply_config(ps, s, pin == NULL);
+        break;
+    case P11B_PIN_SRC_PROMPT:
+        a = supply_prompt(ps, s, pin == NULL);
+        break;
+    default:
+        a = P11B_PIN_NONE;
+        break;
+    }
+    if (a == P11B_PIN_GIVEN && pin != NULL) {
+        *pin = ps->pin;
+        *len = ps->len;
+    }
+    return a;
+}
+
+static void supplier_init(struct p11b_pin_supplier *sup, struct pin_supply *ps,
+                          struct p11b_prov *prov, const struct p11b_uri *uri,
+                          OSSL_PASSPHRASE_CALLBACK *cb, void *cbarg)
+{
+    memset(ps, 0, sizeof(*ps));
+    ps->prov = prov;
+    ps->uri = uri;
+    ps->cb = cb;
+    ps->cbarg = cbarg;
+    sup->pin = supply_pin;
+    sup->wipe = supply_wipe;
+    sup->arg = ps;
+    sup->cache_uri_pin = prov->cfg.cache_pins;
+}
+
+static const char *source_name(enum p11b_pin_source src)
+{
+    switch (src) {
+    case P11B_PIN_SRC_URI_VALUE:
+        return "the URI's pin-value";
+    case P11B_PIN_SRC_URI_FILE:
+        return "the URI's pin-source";
+    case P11B_PIN_SRC_CONFIG:
+        return "the configured PIN";
+    case P11B_PIN_SRC_CACHED:
+        return "the cached PIN";
+    case P11B_PIN_SRC_PAD:
+        return "the PIN pad";
+    case P11B_PIN_SRC_PROMPT:
+        return "the application's PIN prompt";
+    default:
+        return "no PIN";
+    }
 }
 
 static int report_login(struct p11b_prov *prov, struct p11b_slot *s, CK_RV rv,
@@ -361,123 +480,74 @@ static int report_login(struct p11b_prov *prov, struct p11b_slot *s, CK_RV rv,
     return 0;
 }
 
-/* The prompt: OpenSSL may replay its answer for every token (OSSL_STORE
- * caches the passphrase), so it is asked only for a token the URI selects
- * alone. `why` says why no other PIN went to the token. */
-static int login_with_callback(struct p11b_prov *prov, struct p11b_slot *s,
-                               const struct p11b_uri *uri,
-                               OSSL_PASSPHRASE_CALLBACK *cb, void *cbarg,
-                               const char *withheld, int *why)
-{
-    struct pin_choice pc = { NULL, 0, 1, "the application's PIN prompt", "" };
-    CK_TOKEN_INFO ti;
-    char label[40];
-    size_t n = 0;
-    CK_RV rv;
-
-    /* A locked token, or one at its final try, is refused before anyone
-     * is asked for a PIN (p11b_slot_login would refuse it anyway). */
-    rv = p11b_slot_refresh(s);
-    if (rv == CKR_OK && p11b_slot_token_info(s, &ti) == CKR_OK &&
-        (ti.flags & (CKF_USER_PIN_LOCKED | CKF_USER_PIN_FINAL_TRY)))
-        return report_login(prov, s,
-                            (ti.flags & CKF_USER_PIN_LOCKED)
-                                ? CKR_PIN_LOCKED
-                                : P11B_CKR_PIN_FINAL_TRY,
-                            "the application's PIN prompt", why);
-    if (p11b_slot_token_info(s, &ti) == CKR_OK &&
-        (ti.flags & CKF_PROTECTED_AUTHENTICATION_PATH)) {
-        /* PIN pad on the reader */
-        rv = p11b_slot_login(s, NULL, 0, 0);
-        return rv == CKR_OK ? 1
-                            : report_login(prov, s, rv, "the PIN pad", why);
-    }
-    if (cb != NULL && !uri_pin_goes_to(prov, uri, s, &n)) {
-        withhold(&pc, "the prompt", n, "name the token in the URI (token=)");
-        cb = NULL;
-    }
-    if (cb == NULL || !pin_from_callback(s, cb, cbarg, &pc.pin, &pc.len)) {
-        p11b_slot_label(s, label, sizeof(label));
-        P11B_RAISE(prov, P11B_R_PIN_MISSING,
-                   "token '%s' (slot %lu) needs a login: give a PIN in the "
-                   "URI, in %s, or at the prompt%s",
-                   label, s->id, P11B_CFG_TOKEN_PIN,
-                   withheld[0] != '\0' ? withheld : pc.withheld);
-        *why = P11B_R_PIN_MISSING;
-        return 0;
-    }
-    /* A prompted PIN is kept: forked children cannot ask again. */
-    rv = p11b_slot_login(s, pc.pin, pc.len, 1);
-    OPENSSL_clear_free(pc.pin, pc.len + 1);
-    return rv == CKR_OK ? 1 : report_login(prov, s, rv, pc.source, why);
-}
-
 int p11b_prov_context_login(struct p11b_prov *prov, struct p11b_session *sess)
 {
-    unsigned char *pin = NULL;
-    size_t len = 0;
-    const char *source = "the configured PIN";
-    CK_RV rv;
+    struct p11b_pin_supplier sup;
+    struct p11b_login_result res;
+    struct pin_supply ps;
 
-    if (config_pin_goes_to(prov, sess->slot, NULL)) {
-        pin = OPENSSL_memdup(prov->cfg.pin, prov->cfg.pin_len + 1);
-        len = prov->cfg.pin_len;
-    } else if (p11b_slot_get1_cached_pin(sess->slot, &pin, &len) != CKR_OK) {
-        pin = NULL;
-    } else {
-        source = "the cached PIN";
-    }
-    if (pin == NULL) {
+    supplier_init(&sup, &ps, prov, NULL, NULL, NULL);
+    p11b_login_context(sess, &sup, &res);
+    supply_wipe(&ps);
+    if (res.outcome == P11B_LOGIN_DONE)
+        return 1;
+    if (res.outcome == P11B_LOGIN_NO_PIN) {
         P11B_RAISE(prov, P11B_R_PIN_MISSING,
                    "a key with CKA_ALWAYS_AUTHENTICATE on slot %lu needs a "
                    "PIN for each operation: configure %s or cache PINs",
                    sess->slot->id, P11B_CFG_TOKEN_PIN);
         return 0;
     }
-    rv = p11b_session_context_login(sess, pin, len);
-    OPENSSL_clear_free(pin, len + 1);
-    return rv == CKR_OK ? 1
-                        : report_login(prov, sess->slot, rv, source, NULL);
+    return report_login(prov, sess->slot, res.rv, source_name(res.source),
+                        NULL);
 }
 
 int p11b_prov_pin_at_hand(struct p11b_prov *prov, struct p11b_slot *s,
                           const struct p11b_uri *uri)
 {
-    return (uri != NULL &&
-            (uri->pin_value.present || uri->pin_source.present) &&
-            uri_pin_goes_to(prov, uri, s, NULL)) ||
-           config_pin_goes_to(prov, s, NULL) || p11b_slot_has_cached_pin(s);
+    struct p11b_pin_supplier sup;
+    struct pin_supply ps;
+    int at_hand;
+
+    supplier_init(&sup, &ps, prov, uri, NULL, NULL);
+    at_hand = p11b_login_pin_at_hand(s, &sup);
+    supply_wipe(&ps);
+    return at_hand;
 }
 
 int p11b_prov_login(struct p11b_prov *prov, struct p11b_slot *s,
                     const struct p11b_uri *uri, OSSL_PASSPHRASE_CALLBACK *cb,
                     void *cbarg, int *why)
 {
-    struct pin_choice pc = { NULL, 0, 0, NULL, "" };
+    struct p11b_pin_supplier sup;
+    struct p11b_login_result res;
+    struct pin_supply ps;
+    char label[40];
     int why_unused;
-    CK_RV rv;
 
     if (why == NULL)
         why = &why_unused;
     *why = P11B_R_LOGIN; /* a PIN source that could not be read */
 
-    if (p11b_slot_is_logged_in(s))
+    supplier_init(&sup, &ps, prov, uri, cb, cbarg);
+    p11b_login(s, &sup, &res);
+    supply_wipe(&ps);
+    switch (res.outcome) {
+    case P11B_LOGIN_DONE:
         return 1;
-    if (!choose_pin(prov, s, uri, &pc))
+    case P11B_LOGIN_SOURCE_FAILED: /* the supplier said why */
         return 0;
-    if (pc.pin != NULL) {
-        rv = p11b_slot_login(s, pc.pin, pc.len, pc.cache);
-        OPENSSL_clear_free(pc.pin, pc.len + 1);
-        return rv == CKR_OK ? 1 : report_login(prov, s, rv, pc.source, why);
+    case P11B_LOGIN_NO_PIN:
+        p11b_slot_label(s, label, sizeof(label));
+        P11B_RAISE(prov, P11B_R_PIN_MISSING,
+                   "token '%s' (slot %lu) needs a login: give a PIN in the "
+                   "URI, in %s, or at the prompt%s",
+                   label, s->id, P11B_CFG_TOKEN_PIN, ps.withheld);
+        *why = P11B_R_PIN_MISSING;
+        return 0;
+    default:
+        return report_login(prov, s, res.rv, source_name(res.source), why);
     }
-    if (p11b_slot_has_cached_pin(s)) {
-        rv = p11b_slot_login_cached(s);
-        if (rv == CKR_OK)
-            return 1;
-        if (rv != CKR_USER_NOT_LOGGED_IN)
-            return report_login(prov, s, rv, "the cached PIN", why);
-    }
-    return login_with_callback(prov, s, uri, cb, cbarg, pc.withheld, why);
 }
 
 /* ---- provider entry points ------------------------------------------ */
