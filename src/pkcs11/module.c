@@ -20,6 +20,7 @@
 #include "pkcs11/log.h"
 #include "pkcs11/module.h"
 #include "pkcs11/names.h"
+#include "pkcs11/object.h"
 #include "pkcs11/slot.h"
 
 static struct {
@@ -492,8 +493,10 @@ void p11b_module_put(struct p11b_module *m)
      * but still free our memory. */
     if (!p11b_module_exiting())
         module_unload(m);
-    for (i = 0; i < m->nslots; i++)
+    for (i = 0; i < m->nslots; i++) {
+        p11b_objcache_free(m->slots[i]->cache);
         p11b_slot_free(m->slots[i]);
+    }
     free(m->slots);
     pthread_cond_destroy(&m->cond);
     pthread_mutex_destroy(&m->lock);

@@ -506,7 +506,7 @@ static void entry_free(struct cache_entry *e)
     free(e);
 }
 
-void p11b_objcache_clear(struct p11b_objcache *c)
+void p11b_objcache_free(struct p11b_objcache *c)
 {
     struct cache_entry *e, *next;
 
@@ -516,14 +516,27 @@ void p11b_objcache_clear(struct p11b_objcache *c)
         next = e->next;
         entry_free(e);
     }
-    c->head = NULL;
-    c->n = 0;
+    free(c);
 }
 
-void p11b_objcache_free(struct p11b_objcache *c)
+/* locked: slot->lock. Entries of an older slot generation answer nothing
+ * any more (the slot bumps its generation and knows nothing of this
+ * cache): they go at the next use. */
+static void cache_drop_stale(struct p11b_slot *slot)
 {
-    p11b_objcache_clear(c);
-    free(c);
+    struct cache_entry *e, **pp;
+
+    if (slot->cache == NULL)
+        return;
+    for (pp = &slot->cache->head; (e = *pp) != NULL;) {
+        if (e->gen == slot->gen) {
+            pp = &e->next;
+            continue;
+        }
+        *pp = e->next;
+        entry_free(e);
+        slot->cache->n--;
+    }
 }
 
 static struct p11b_obj **copy_refs(struct p11b_obj **objs, size_t n)
@@ -545,10 +558,11 @@ static struct p11b_obj **cache_lookup(struct p11b_slot *slot,
 {
     struct cache_entry *e;
 
+    cache_drop_stale(slot);
     if (slot->cache == NULL)
         return NULL;
     for (e = slot->cache->head; e != NULL; e = e->next) {
-        if (e->gen == slot->gen && e->keylen == keylen &&
+        if (e->keylen == keylen &&
             memcmp(e->key, key, keylen) == 0) {
             *out_n = e->n;
             return copy_refs(e->objs, e->n);
@@ -563,6 +577,7 @@ static void cache_insert(struct p11b_slot *slot, unsigned char *key,
 {
     struct cache_entry *e, **pp;
 
+    cache_drop_stale(slot);
     if (slot->cache == NULL)
         slot->cache = calloc(1, sizeof(*slot->cache));
     e = calloc(1, sizeof(*e));

@@ -95,7 +95,9 @@ enum p11b_obj_kind p11b_obj_kind_of(const struct p11b_obj *obj);
  * id, type), malloc'd; NULL on ENOMEM. */
 char *p11b_obj_uri(const struct p11b_obj *obj);
 
-void p11b_objcache_clear(struct p11b_objcache *cache);
+/* A slot's search cache. Its entries carry the slot generation they were
+ * made in and go once it changes; the module frees the cache with the
+ * slot. */
 void p11b_objcache_free(struct p11b_objcache *cache);
 
 #endif

@@ -15,7 +15,6 @@
 #include "pkcs11/log.h"
 #include "pkcs11/module.h"
 #include "pkcs11/names.h"
-#include "pkcs11/object.h"
 #include "pkcs11/slot.h"
 
 struct p11b_slot *p11b_slot_new(struct p11b_module *mod, CK_SLOT_ID id)
@@ -53,7 +52,6 @@ void p11b_slot_free(struct p11b_slot *s)
         return;
     wipe_free(&s->cached_pin, &s->cached_pin_len);
     wipe_free(&s->rejected_pin, &s->rejected_pin_len);
-    p11b_objcache_free(s->cache);
     free(s->idle);
     free(s->mechs);
     free(s->minfo);
@@ -101,7 +99,7 @@ static void forget_state(struct p11b_slot *s)
     s->obj_session = CK_INVALID_HANDLE;
     s->obj_opening = 0;
     s->token_stale = 1;
-    p11b_objcache_clear(s->cache);
+    /* The search cache (object.c) goes with the generation. */
 }
 
 void p11b_slot_last_session_closed(struct p11b_slot *s)

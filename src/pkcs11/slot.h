@@ -50,7 +50,7 @@ struct p11b_slot {
     unsigned char *rejected_pin; /* the PIN the token refused: never again */
     size_t rejected_pin_len;
 
-    struct p11b_objcache *cache;
+    struct p11b_objcache *cache; /* object.c's searches; freed by the module */
     int ecdh_der;               /* peer point form that worked: -1 unknown */
 
     struct p11b_mech_info *minfo; /* C_GetMechanismInfo answers, kept      */
