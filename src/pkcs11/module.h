@@ -1,75 +1,37 @@
 /*
- * A loaded PKCS#11 module: dlopen, C_GetInterface / C_GetFunctionList,
- * C_Initialize, the slots it has, and what happens across fork and exit.
+ * A PKCS#11 module of the process: its library (library.h: dlopen,
+ * C_Initialize, fork re-initialisation) and the slots it has, and what
+ * happens to them across fork and exit.
  *
  * Modules live in one process-wide registry keyed by (path, init args), so
  * two provider instances of one process share one C_Initialize. Lock order:
- * registry lock, then a module's lock, then a slot's lock. No Cryptoki call
- * is ever made while one of these locks is held.
+ * registry lock, a module's lock, its library's lock, a slot's lock. No
+ * Cryptoki call is ever made while one of these locks is held.
+ *
+ * Within src/pkcs11/ the module is the top: it uses objects (to free a
+ * slot's search cache), slots and the library; nothing below it uses the
+ * module.
  */
 #ifndef P11B_MODULE_H
 #define P11B_MODULE_H
 
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stddef.h>
-#include "pkcs11/calls.h"
+#include "pkcs11/library.h"
 #include "pkcs11/p11.h"
 
 struct p11b_slot;
 
-/* Quirks: token behaviours a user tells us about (the words of
- * pkcs11-module-quirks map to these by name in provider/config.c). */
-#define P11B_QUIRK_NO_DEINIT 0x1u     /* never call C_Finalize            */
-#define P11B_QUIRK_ECDH_DER 0x4u      /* ECDH peer point DER-wrapped     */
-#define P11B_QUIRK_ECDH_RAW 0x8u      /* ECDH peer point raw, never DER  */
-
-/* What a provider instance asks of the module it uses, given when it
- * takes its reference (p11b_module_get). */
-struct p11b_module_opts {
-    size_t cache_sessions;        /* idle sessions kept per slot          */
-    unsigned int quirks;          /* P11B_QUIRK_*                         */
-};
-
-enum p11b_module_state {
-    P11B_MOD_UNLOADED = 0, /* nothing done yet, or reset after fork        */
-    P11B_MOD_LOADING,      /* one thread is in dlopen / C_Initialize       */
-    P11B_MOD_READY,
-    P11B_MOD_FAILED,       /* dlopen or symbol lookup failed: final        */
-};
-
 struct p11b_module {
-    char *path;
-    char *init_args;              /* pReserved of C_Initialize, or NULL   */
+    struct p11b_lib lib;          /* what slots and sessions use          */
     unsigned int refs;            /* locked: registry lock                */
     struct p11b_module *next;     /* registry list                        */
 
-    pthread_mutex_t lock;
-    pthread_cond_t cond;          /* signalled when LOADING ends          */
-    enum p11b_module_state state; /* locked: lock                         */
-    CK_RV init_rv;                /* why the last load failed             */
-    char errmsg[512];             /* dlerror() text of a failed load      */
-    unsigned long fork_gen;       /* process fork generation at init      */
-    unsigned long generation;     /* bumped by every (re)initialisation   */
-    atomic_ulong ready_tag;       /* fork_gen + 1 while READY, else 0:    */
-                                  /* the lock-free "ready here?" test     */
-
-    void *dl;
-    CK_FUNCTION_LIST *fns;
-    CK_INFO info;
-    int owns_init;                /* we called C_Initialize successfully  */
-    int kept_parent_state;        /* after fork, the library kept the     */
-                                  /* parent's sessions (not fork-aware)   */
-    int used_interface;           /* found through C_GetInterface         */
-
+    pthread_mutex_t lock;         /* the slot list                        */
     struct p11b_slot **slots;     /* locked: lock; never shrinks          */
     size_t nslots;
-    unsigned long slots_gen;      /* generation the slot list was read in */
-    size_t cache_sessions;        /* idle sessions kept per slot: the     */
-                                  /* first instance's (opts), fixed       */
-    atomic_uint quirks;           /* P11B_QUIRK_*: the union of what      */
-                                  /* every instance that took a reference */
-                                  /* asked for (p11b_module_get)          */
+    unsigned long slots_gen;      /* library generation the slot list was */
+                                  /* read in                              */
 };
 
 /* Take a reference on the module for (path, init_args), creating it
@@ -84,9 +46,9 @@ CK_RV p11b_module_get(const char *path, const char *init_args,
  * except at process exit, where the module is left to the OS. */
 void p11b_module_put(struct p11b_module *mod);
 
-/* Load and initialise the module if not done yet in this process (after a
- * fork, the child initialises again here, once). errbuf receives the
- * dlopen/dlsym text when loading fails. */
+/* Load and initialise the module's library if not done yet in this
+ * process (after a fork, the child initialises again here, once). errbuf
+ * receives the dlopen/dlsym text when loading fails. */
 CK_RV p11b_module_ensure(struct p11b_module *mod, char *errbuf, size_t errlen);
 /* 1 if the module is loaded and initialised in this process (no lock). */
 int p11b_module_is_ready(struct p11b_module *mod);
@@ -97,6 +59,9 @@ int p11b_module_is_ready(struct p11b_module *mod);
  * the module. */
 CK_RV p11b_module_slots(struct p11b_module *mod, int rescan,
                         struct p11b_slot ***out, size_t *out_n);
+
+/* 1 if loading the library failed for good (dlopen, symbols). */
+int p11b_module_failed(struct p11b_module *mod);
 
 /* The module's quirks (P11B_QUIRK_*). */
 unsigned int p11b_module_quirks(struct p11b_module *mod);

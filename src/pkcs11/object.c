@@ -10,7 +10,6 @@
 
 #include "pkcs11/calls.h"
 #include "pkcs11/log.h"
-#include "pkcs11/module.h"
 #include "pkcs11/names.h"
 #include "pkcs11/object.h"
 #include "pkcs11/session.h"

@@ -8,7 +8,7 @@
 
 #include "pkcs11/calls.h"
 #include "pkcs11/log.h"
-#include "pkcs11/module.h"
+#include "pkcs11/library.h"
 #include "pkcs11/names.h"
 #include "pkcs11/object.h"
 #include "pkcs11/op.h"
@@ -52,7 +52,7 @@ static CK_OBJECT_HANDLE op_handle(const struct p11b_op *op,
     if (o->copy != CK_INVALID_HANDLE && o->copy_gen == gen) {
         h = o->copy;
     } else {
-        P11B_CALL_WHAT(rv, slot->mod->fns, C_CopyObject, slot->id,
+        P11B_CALL_WHAT(rv, slot->lib->fns, C_CopyObject, slot->id,
                        "key to a session object", sh, o->h, &tmpl, 1, &copy);
         if (rv == CKR_OK) {
             o->copy = copy;

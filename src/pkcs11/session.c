@@ -9,7 +9,7 @@
 
 #include "pkcs11/calls.h"
 #include "pkcs11/log.h"
-#include "pkcs11/module.h"
+#include "pkcs11/library.h"
 #include "pkcs11/names.h"
 #include "pkcs11/session.h"
 #include "pkcs11/slot.h"
@@ -20,17 +20,17 @@
 
 CK_FUNCTION_LIST *p11b_session_fns(const struct p11b_session *sess)
 {
-    return sess->slot->mod->fns;
+    return sess->slot->lib->fns;
 }
 
 static CK_RV open_session(struct p11b_slot *s, CK_SESSION_HANDLE *out)
 {
     CK_RV rv;
 
-    P11B_CALL(rv, s->mod->fns, C_OpenSession, s->id, s->id,
+    P11B_CALL(rv, s->lib->fns, C_OpenSession, s->id, s->id,
               CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, out);
     if (rv == CKR_TOKEN_WRITE_PROTECTED)
-        P11B_CALL_WHAT(rv, s->mod->fns, C_OpenSession, s->id, "read-only",
+        P11B_CALL_WHAT(rv, s->lib->fns, C_OpenSession, s->id, "read-only",
                        s->id, CKF_SERIAL_SESSION, NULL, NULL, out);
     return rv;
 }
@@ -141,7 +141,7 @@ CK_RV p11b_session_acquire(struct p11b_slot *s, struct p11b_session *out)
     int open_new, tries;
     CK_RV rv;
 
-    rv = p11b_module_ensure(s->mod, err, sizeof(err));
+    rv = p11b_lib_ensure(s->lib, err, sizeof(err));
     if (rv == CKR_OK)
         rv = ensure_token(s);
     if (rv != CKR_OK)
@@ -166,7 +166,7 @@ CK_RV p11b_session_acquire(struct p11b_slot *s, struct p11b_session *out)
 /* locked: s->lock. 1 if the session was taken back into the pool. */
 static int keep_idle(struct p11b_slot *s, CK_SESSION_HANDLE h)
 {
-    size_t cap = s->mod->cache_sessions;
+    size_t cap = s->lib->cache_sessions;
 
     if (s->nidle >= cap)
         return 0;
@@ -189,7 +189,7 @@ static void close_counted(struct p11b_slot *s, const struct p11b_session *sess)
     CK_RV rv;
 
     if (!p11b_module_exiting()) {
-        P11B_CALL(rv, s->mod->fns, C_CloseSession, s->id, sess->h);
+        P11B_CALL(rv, s->lib->fns, C_CloseSession, s->id, sess->h);
         (void)rv;
     }
     pthread_mutex_lock(&s->lock);
@@ -249,7 +249,7 @@ void p11b_session_release_rv(struct p11b_session *sess, CK_RV rv)
     if (counted) {
         close_counted(s, sess);
     } else if (close_it && !p11b_module_exiting()) {
-        P11B_CALL_WHAT(rv, s->mod->fns, C_CloseSession, s->id,
+        P11B_CALL_WHAT(rv, s->lib->fns, C_CloseSession, s->id,
                        "of an older generation", sess->h);
     }
     sess->slot = NULL;

@@ -13,17 +13,17 @@
 
 #include "pkcs11/calls.h"
 #include "pkcs11/log.h"
-#include "pkcs11/module.h"
+#include "pkcs11/library.h"
 #include "pkcs11/names.h"
 #include "pkcs11/slot.h"
 
-struct p11b_slot *p11b_slot_new(struct p11b_module *mod, CK_SLOT_ID id)
+struct p11b_slot *p11b_slot_new(struct p11b_lib *lib, CK_SLOT_ID id)
 {
     struct p11b_slot *s = calloc(1, sizeof(*s));
 
     if (s == NULL)
         return NULL;
-    s->mod = mod;
+    s->lib = lib;
     s->id = id;
     s->token_stale = 1;
     s->gen = 1;
@@ -68,19 +68,19 @@ void p11b_slot_close(struct p11b_slot *s)
 
     /* Module teardown: no other thread uses the slot any more. */
     for (i = 0; i < s->nidle; i++) {
-        P11B_CALL_WHAT(rv, s->mod->fns, C_CloseSession, s->id, "at unload",
+        P11B_CALL_WHAT(rv, s->lib->fns, C_CloseSession, s->id, "at unload",
                        s->idle[i]);
     }
     s->nidle = 0;
     if (s->obj_session != CK_INVALID_HANDLE) {
         /* It destroys the key copies. */
-        P11B_CALL_WHAT(rv, s->mod->fns, C_CloseSession, s->id,
+        P11B_CALL_WHAT(rv, s->lib->fns, C_CloseSession, s->id,
                        "the object session", s->obj_session);
         s->obj_session = CK_INVALID_HANDLE;
     }
     if (s->login_session != CK_INVALID_HANDLE) {
-        P11B_CALL(rv, s->mod->fns, C_Logout, s->id, s->login_session);
-        P11B_CALL_WHAT(rv, s->mod->fns, C_CloseSession, s->id,
+        P11B_CALL(rv, s->lib->fns, C_Logout, s->id, s->login_session);
+        P11B_CALL_WHAT(rv, s->lib->fns, C_CloseSession, s->id,
                        "the login session", s->login_session);
         s->login_session = CK_INVALID_HANDLE;
     }
@@ -122,7 +122,7 @@ static void close_handles(struct p11b_slot *s, CK_SESSION_HANDLE *hs, size_t n)
     if (p11b_module_exiting())
         return;
     for (i = 0; i < n; i++) {
-        P11B_CALL_WHAT(rv, s->mod->fns, C_CloseSession, s->id,
+        P11B_CALL_WHAT(rv, s->lib->fns, C_CloseSession, s->id,
                        "a dropped session", hs[i]);
     }
 }
@@ -155,12 +155,10 @@ void p11b_slot_reset_after_fork(struct p11b_slot *s)
 {
     /* The child owns no session of the parent's: drop them all, keep the
      * cached PIN so the child can log in again by itself. The object lock
-     * is not taken by the fork handlers: start it afresh (the child is
-     * single-threaded until now). */
+     * is not taken by the fork handlers (it is held across C_CopyObject):
+     * start it afresh, the child has one thread at this point. */
     pthread_mutex_init(&s->obj_lock, NULL);
-    pthread_mutex_lock(&s->lock);
     forget_state(s);
-    pthread_mutex_unlock(&s->lock);
 }
 
 void p11b_slot_info(struct p11b_slot *s, CK_SLOT_INFO *out)
@@ -192,10 +190,10 @@ CK_RV p11b_slot_refresh(struct p11b_slot *s)
     int tries;
     CK_RV rv;
 
-    P11B_CALL(rv, s->mod->fns, C_GetSlotInfo, s->id, s->id, &si);
+    P11B_CALL(rv, s->lib->fns, C_GetSlotInfo, s->id, s->id, &si);
     if (rv != CKR_OK)
         return rv;
-    P11B_CALL(rv, s->mod->fns, C_GetTokenInfo, s->id, s->id, &ti);
+    P11B_CALL(rv, s->lib->fns, C_GetTokenInfo, s->id, s->id, &ti);
     /* Again after a pause, up to 4 times (20, 40, 80, 160 ms): SoftHSM
      * fails so while another process rewrites the token's files, and one
      * 20 ms pause was seen not to be enough for a forked server worker
@@ -205,7 +203,7 @@ CK_RV p11b_slot_refresh(struct p11b_slot *s)
         struct timespec pause = { 0, (20L * 1000 * 1000) << tries };
 
         nanosleep(&pause, NULL);
-        P11B_CALL_WHAT(rv, s->mod->fns, C_GetTokenInfo, s->id, "again", s->id,
+        P11B_CALL_WHAT(rv, s->lib->fns, C_GetTokenInfo, s->id, "again", s->id,
                        &ti);
     }
 
@@ -269,13 +267,13 @@ static void load_mechanisms(struct p11b_slot *s)
     CK_ULONG n = 0;
     CK_RV rv;
 
-    P11B_CALL_WHAT(rv, s->mod->fns, C_GetMechanismList, s->id, "count", s->id,
+    P11B_CALL_WHAT(rv, s->lib->fns, C_GetMechanismList, s->id, "count", s->id,
                    NULL, &n);
     if (rv == CKR_OK && n > 0) {
         list = calloc(n, sizeof(*list));
         if (list == NULL)
             return;
-        P11B_CALL_WHAT(rv, s->mod->fns, C_GetMechanismList, s->id,
+        P11B_CALL_WHAT(rv, s->lib->fns, C_GetMechanismList, s->id,
                        p11b_call_what(what, sizeof(what), "%lu mechanisms",
                                       rv == CKR_OK ? n : 0UL),
                        s->id, list, &n);
@@ -344,7 +342,7 @@ CK_RV p11b_slot_mechanism_info(struct p11b_slot *s, CK_MECHANISM_TYPE mech,
 
     memset(&got, 0, sizeof(got));
     got.type = mech;
-    P11B_CALL_WHAT(got.rv, s->mod->fns, C_GetMechanismInfo, s->id,
+    P11B_CALL_WHAT(got.rv, s->lib->fns, C_GetMechanismInfo, s->id,
                    p11b_mech_name(mech), s->id, mech, &got.info);
     pthread_mutex_lock(&s->lock);
     if (minfo_find(s, mech) == NULL) {
@@ -388,7 +386,7 @@ void p11b_slot_forget_login(struct p11b_slot *s)
 
 int p11b_slot_ecdh_der(struct p11b_slot *s)
 {
-    int der = p11b_module_ecdh_form(s->mod);
+    int der = p11b_lib_ecdh_form(s->lib);
 
     if (der >= 0)
         return der; /* a quirk of the module says */
@@ -428,7 +426,7 @@ CK_RV p11b_slot_object_session(struct p11b_slot *s, CK_SESSION_HANDLE *out,
      * others do without a copy meanwhile. */
     if (s->obj_opening ||
         (s->max_open != 0 &&
-         (s->nopen + 2 > s->max_open || s->mod->kept_parent_state))) {
+         (s->nopen + 2 > s->max_open || s->lib->kept_parent_state))) {
         pthread_mutex_unlock(&s->lock);
         return CKR_SESSION_COUNT;
     }
@@ -436,7 +434,7 @@ CK_RV p11b_slot_object_session(struct p11b_slot *s, CK_SESSION_HANDLE *out,
     s->nopen++; /* counted before it is opened, like the pool's sessions */
     pthread_mutex_unlock(&s->lock);
 
-    P11B_CALL_WHAT(rv, s->mod->fns, C_OpenSession, s->id, "for session objects",
+    P11B_CALL_WHAT(rv, s->lib->fns, C_OpenSession, s->id, "for session objects",
                    s->id, CKF_SERIAL_SESSION, NULL, NULL, &h);
 
     pthread_mutex_lock(&s->lock);
@@ -458,7 +456,7 @@ CK_RV p11b_slot_object_session(struct p11b_slot *s, CK_SESSION_HANDLE *out,
     if (rv == CKR_OK && h != CK_INVALID_HANDLE) {
         CK_RV rv2; /* the slot was reset meanwhile */
 
-        P11B_CALL(rv2, s->mod->fns, C_CloseSession, s->id, h);
+        P11B_CALL(rv2, s->lib->fns, C_CloseSession, s->id, h);
         (void)rv2;
     }
     if (rv != CKR_OK)

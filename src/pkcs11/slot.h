@@ -16,11 +16,11 @@
 #include <stddef.h>
 #include "pkcs11/p11.h"
 
-struct p11b_module;
+struct p11b_lib;
 struct p11b_objcache;
 
 struct p11b_slot {
-    struct p11b_module *mod;
+    struct p11b_lib *lib;       /* the module's library (library.h)       */
     CK_SLOT_ID id;
     pthread_mutex_t lock;
     pthread_cond_t cond;        /* a session came back / login finished    */
@@ -71,7 +71,7 @@ struct p11b_mech_info {
     CK_MECHANISM_INFO info;
 };
 
-struct p11b_slot *p11b_slot_new(struct p11b_module *mod, CK_SLOT_ID id);
+struct p11b_slot *p11b_slot_new(struct p11b_lib *lib, CK_SLOT_ID id);
 /* Frees memory only; Cryptoki calls are made by p11b_slot_close first. */
 void p11b_slot_free(struct p11b_slot *slot);
 /* Close every idle session and the login session (not at exit). */
@@ -89,8 +89,8 @@ CK_RV p11b_slot_token_info(struct p11b_slot *slot, CK_TOKEN_INFO *out);
 /* Forget sessions, login and cached objects because the token said they
  * are gone (CKR_DEVICE_REMOVED, CKR_SESSION_HANDLE_INVALID, ...). */
 void p11b_slot_invalidate(struct p11b_slot *slot);
-/* The same after fork, without Cryptoki calls and without the lock
- * (the child is single-threaded at that point). */
+/* The same in the fork child handler: with the slot's lock held (the
+ * handlers hold every lock), without Cryptoki calls or allocation. */
 void p11b_slot_reset_after_fork(struct p11b_slot *slot);
 
 /* Mechanisms: 1 if the token has it (list cached once per generation). */
@@ -107,7 +107,7 @@ CK_RV p11b_slot_object_session(struct p11b_slot *slot, CK_SESSION_HANDLE *out,
                                unsigned long *gen);
 
 /* ECDH peer point form to give the token: 1 DER, 0 raw, -1 not known
- * yet. A quirk of the module (p11b_module_ecdh_form) answers first; else
+ * yet. A quirk of the module (p11b_lib_ecdh_form) answers first; else
  * the form that last worked on this slot. */
 int p11b_slot_ecdh_der(struct p11b_slot *slot);
 void p11b_slot_set_ecdh_der(struct p11b_slot *slot, int der);

@@ -89,7 +89,7 @@ int p11b_prov_module_ready(struct p11b_prov *prov)
 
     if (rv == CKR_OK)
         return 1;
-    if (prov->mod->state == P11B_MOD_FAILED)
+    if (p11b_module_failed(prov->mod))
         P11B_RAISE(prov, P11B_R_MODULE_LOAD, "%s", err);
     else
         P11B_RAISE_RV(prov, P11B_R_MODULE_INIT, rv, "C_Initialize(%s)",
@@ -127,7 +127,7 @@ static int slot_matches(struct p11b_slot *s, const struct p11b_uri *uri,
     if (!(ti.flags & CKF_TOKEN_INITIALIZED))
         return 0; /* a blank token holds nothing to find */
     p11b_slot_info(s, &si);
-    return p11b_uri_match_library(uri, &s->mod->info) &&
+    return p11b_uri_match_library(uri, &s->lib->info) &&
            p11b_uri_match_slot(uri, s->id, &si) &&
            p11b_uri_match_token(uri, &ti);
 }
