@@ -152,8 +152,10 @@ static const char *log_refusal(const struct stat *st)
  * that later points its stdio at /dev/null must not take our log with it.
  * -1 with errno on failure; -1 with *refused set for a file we will not
  * write to (see the top). O_NONBLOCK: opening a FIFO must not hang.
+ * Shared with the audit trail (audit.c), which makes the same promises.
  */
-static int log_open(const char *path, const char **refused)
+int p11b_log_open_own_file(const char *path, const char **refused,
+                           struct stat *out_st)
 {
     struct stat st;
     int fd;
@@ -194,6 +196,17 @@ static int log_open(const char *path, const char **refused)
         close(fd);
         return -1;
     }
+    *out_st = st;
+    return fd;
+}
+
+static int log_open(const char *path, const char **refused)
+{
+    struct stat st;
+    int fd = p11b_log_open_own_file(path, refused, &st);
+
+    if (fd < 0)
+        return -1;
     gl_log.dev = st.st_dev;
     gl_log.ino = st.st_ino;
     gl_log.check_file = 1;
@@ -292,8 +305,9 @@ static void log_civil_date(long days, long *out_y, int *out_m, int *out_d)
     *out_y = yoe + era * 400 + (*out_m <= 2);
 }
 
-/* "2026-05-01T10:00:00.123Z", UTC, without gmtime_r (see the top). */
-static void log_timestamp(char *buf, size_t size)
+/* "2026-05-01T10:00:00.123Z", UTC, without gmtime_r (see the top). Also
+ * the audit trail's time stamp. */
+void p11b_log_timestamp(char *buf, size_t size)
 {
     struct timespec ts;
     long secs;
@@ -353,7 +367,7 @@ static void log_vline(int level, const char *file, int line, const char *func,
     int n;
     ssize_t written;
 
-    log_timestamp(stamp, sizeof(stamp));
+    p11b_log_timestamp(stamp, sizeof(stamp));
     n = snprintf(buf, sizeof(buf),
                  "p11bridge[%ld/%ld] %s L%d %s:%d %s: ", (long)getpid(),
                  (long)syscall(SYS_gettid), stamp, level, log_basename(file),
