@@ -11,6 +11,7 @@
 
 #include <openssl/crypto.h> /* OPENSSL_cleanse only */
 
+#include "pkcs11/audit.h"
 #include "pkcs11/calls.h"
 #include "pkcs11/login.h"
 #include "pkcs11/session.h"
@@ -125,6 +126,7 @@ static CK_RV login_with_pin(struct p11b_slot *s, const unsigned char *pin,
     rv = login_precheck(s);
     if (rv == CKR_OK)
         rv = do_login(s, pin, pin_len, &sess);
+    p11b_audit_login(s, rv);
 
     pthread_mutex_lock(&s->lock);
     s->login_busy = 0;

@@ -64,6 +64,7 @@ void p11b_obj_free(struct p11b_obj *o)
     bytes_free(&o->issuer);
     bytes_free(&o->serial);
     free(o->allowed_mechs);
+    free(atomic_load(&o->audit_uri));
     free(o);
 }
 

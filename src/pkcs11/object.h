@@ -44,6 +44,9 @@ struct p11b_obj {
      * It goes away with that session. */
     CK_OBJECT_HANDLE copy;
     unsigned long copy_gen;
+    /* The canonical URI as the audit trail writes it, made at the first
+     * audited use (audit.c); freed with the object. */
+    _Atomic(char *) audit_uri;
 };
 
 /* A search: each field is used only when set. */

@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 #include <string.h>
 
+#include "pkcs11/audit.h"
 #include "pkcs11/calls.h"
 #include "pkcs11/log.h"
 #include "pkcs11/library.h"
@@ -99,9 +100,9 @@ static CK_RV op_session(const struct p11b_op *op, struct p11b_session *sess,
     return rv;
 }
 
-CK_RV p11b_op_sign(const struct p11b_op *op, CK_MECHANISM *mech,
-                   const unsigned char *in, size_t inlen, unsigned char *out,
-                   size_t *outlen, enum p11b_op_stage *stage)
+static CK_RV op_sign(const struct p11b_op *op, CK_MECHANISM *mech,
+                     const unsigned char *in, size_t inlen, unsigned char *out,
+                     size_t *outlen, enum p11b_op_stage *stage)
 {
     struct p11b_session sess;
     CK_FUNCTION_LIST *f;
@@ -129,10 +130,10 @@ CK_RV p11b_op_sign(const struct p11b_op *op, CK_MECHANISM *mech,
     return rv;
 }
 
-CK_RV p11b_op_decrypt(const struct p11b_op *op, CK_MECHANISM *mech,
-                      const unsigned char *in, size_t inlen,
-                      unsigned char *out, size_t *outlen,
-                      enum p11b_op_stage *stage)
+static CK_RV op_decrypt(const struct p11b_op *op, CK_MECHANISM *mech,
+                        const unsigned char *in, size_t inlen,
+                        unsigned char *out, size_t *outlen,
+                        enum p11b_op_stage *stage)
 {
     struct p11b_session sess;
     CK_FUNCTION_LIST *f;
@@ -162,9 +163,9 @@ CK_RV p11b_op_decrypt(const struct p11b_op *op, CK_MECHANISM *mech,
     return rv;
 }
 
-CK_RV p11b_op_derive_secret(const struct p11b_op *op, CK_MECHANISM *mech,
-                            unsigned char *out, size_t len,
-                            enum p11b_op_stage *stage)
+static CK_RV op_derive_secret(const struct p11b_op *op, CK_MECHANISM *mech,
+                              unsigned char *out, size_t len,
+                              enum p11b_op_stage *stage)
 {
     static CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
     static CK_KEY_TYPE kt = CKK_GENERIC_SECRET;
@@ -219,10 +220,44 @@ CK_RV p11b_op_generate_pair(struct p11b_slot *slot, CK_MECHANISM *mech,
     P11B_CALL_WHAT(rv, p11b_session_fns(&sess), C_GenerateKeyPair, slot->id,
                    p11b_mech_name(mech->mechanism), sess.h, mech, pub, npub,
                    priv, npriv, &hpub, &hpriv);
+    p11b_audit_keygen(slot, mech->mechanism, priv, npriv, rv);
     p11b_session_release_rv(&sess, rv);
     if (rv != CKR_OK)
         return rv;
     *out_pub = hpub;
     *out_priv = hpriv;
     return CKR_OK;
+}
+
+/* The operations with their audit line (pkcs11/audit.h): one per attempt,
+ * whatever stage it ended in. */
+CK_RV p11b_op_sign(const struct p11b_op *op, CK_MECHANISM *mech,
+                   const unsigned char *in, size_t inlen, unsigned char *out,
+                   size_t *outlen, enum p11b_op_stage *stage)
+{
+    CK_RV rv = op_sign(op, mech, in, inlen, out, outlen, stage);
+
+    p11b_audit_key(P11B_AUDIT_SIGN, op->key, mech->mechanism, rv);
+    return rv;
+}
+
+CK_RV p11b_op_decrypt(const struct p11b_op *op, CK_MECHANISM *mech,
+                      const unsigned char *in, size_t inlen,
+                      unsigned char *out, size_t *outlen,
+                      enum p11b_op_stage *stage)
+{
+    CK_RV rv = op_decrypt(op, mech, in, inlen, out, outlen, stage);
+
+    p11b_audit_key(P11B_AUDIT_DECRYPT, op->key, mech->mechanism, rv);
+    return rv;
+}
+
+CK_RV p11b_op_derive_secret(const struct p11b_op *op, CK_MECHANISM *mech,
+                            unsigned char *out, size_t len,
+                            enum p11b_op_stage *stage)
+{
+    CK_RV rv = op_derive_secret(op, mech, out, len, stage);
+
+    p11b_audit_key(P11B_AUDIT_DERIVE, op->key, mech->mechanism, rv);
+    return rv;
 }

@@ -17,6 +17,7 @@
 #include <openssl/err.h>
 #include <openssl/params.h>
 
+#include "pkcs11/audit.h"
 #include "pkcs11/log.h"
 #include "pkcs11/uri.h"
 #include "provider/errors.h"
@@ -29,7 +30,7 @@ enum cfg_key {
     K_MODULE_PATH, K_INIT_ARGS, K_TOKEN_PIN, K_LOAD_BEHAVIOR,
     K_LOGIN_BEHAVIOR, K_CACHE_PINS, K_CACHE_SESSIONS, K_ALLOW_EXPORT,
     K_QUIRKS, K_BLOCK_OPS, K_CACHE_KEYS, K_TOKEN_PIN_TOKEN,
-    K_ENCODE_URI_PEM, K_ASSUME_FIPS, K_DEFAULT_SLOT, K_COUNT_
+    K_ENCODE_URI_PEM, K_ASSUME_FIPS, K_DEFAULT_SLOT, K_AUDIT_LOG, K_COUNT_
 };
 
 static const char *const known_keys[K_COUNT_] = {
@@ -48,6 +49,7 @@ static const char *const known_keys[K_COUNT_] = {
     [K_ENCODE_URI_PEM] = P11B_CFG_ENCODE_URI_PEM,
     [K_ASSUME_FIPS] = P11B_CFG_ASSUME_FIPS,
     [K_DEFAULT_SLOT] = P11B_CFG_DEFAULT_SLOT,
+    [K_AUDIT_LOG] = P11B_CFG_AUDIT_LOG,
 };
 
 /* Keys OpenSSL's own provider configuration uses. */
@@ -112,6 +114,8 @@ void p11b_config_clear(struct p11b_config *cfg)
     if (cfg->pin != NULL)
         OPENSSL_clear_free(cfg->pin, cfg->pin_len);
     p11b_uri_free(cfg->pin_token);
+    if (cfg->audit)
+        p11b_audit_close();
     memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -373,6 +377,8 @@ static int apply_config(struct p11b_prov *prov, const struct raw_config *raw)
     const char *pin_token = raw->values[K_TOKEN_PIN_TOKEN];
     const char *quirks = raw->values[K_QUIRKS];
     const char *block = raw->values[K_BLOCK_OPS];
+    const char *audit = raw->values[K_AUDIT_LOG];
+    const char *why = NULL;
 
     c->mod_opts.cache_sessions = 16;
     if (env != NULL && env[0] != '\0')
@@ -404,6 +410,14 @@ static int apply_config(struct p11b_prov *prov, const struct raw_config *raw)
         !parse_words(prov, P11B_CFG_BLOCK_OPS, block, block_words,
                      P11B_NELEM(block_words), &c->blocked))
         return 0;
+    /* Last: only a configuration found good opens the trail. A trail
+     * that cannot be opened is said in the debug log, not a problem:
+     * key operations go on without it (docs/SECURITY.md). */
+    if (audit != NULL && audit[0] != '\0') {
+        if (!p11b_audit_open(audit, &why))
+            return bad_value(prov, P11B_CFG_AUDIT_LOG, why);
+        c->audit = 1;
+    }
     return 1;
 }
 

@@ -38,6 +38,8 @@ struct p11b_uri;
 #define P11B_CFG_QUIRKS "pkcs11-module-quirks"
 #define P11B_CFG_BLOCK_OPS "pkcs11-module-block-operations"
 #define P11B_CFG_CACHE_KEYS "pkcs11-module-cache-keys"
+/* The audit trail of key use: syslog or file:PATH (pkcs11/audit.h). */
+#define P11B_CFG_AUDIT_LOG "pkcs11-audit-log"
 /* Keys of the de-facto provider that are accepted for compatibility. */
 #define P11B_CFG_ENCODE_URI_PEM "pkcs11-module-encode-provider-uri-to-pem"
 #define P11B_CFG_ASSUME_FIPS "pkcs11-module-assume-fips"
@@ -72,6 +74,7 @@ struct p11b_config {
     int deny_export;
     unsigned int blocked;
     int cache_keys;          /* use session copies of private keys */
+    int audit;               /* holds a reference on the audit trail */
 };
 
 struct p11b_prov {
