@@ -86,6 +86,39 @@ static void *rsac_newctx(void *provctx)
     return ctx;
 }
 
+/* A copy of the key's encryption template (key.h), made at its first
+ * use; NULL when it cannot be had (the caller builds a context itself). */
+static EVP_PKEY_CTX *enc_template_dup(struct rsa_cipher_ctx *ctx,
+                                      struct p11b_key *key)
+{
+    EVP_PKEY_CTX *t, *made = NULL;
+
+    pthread_mutex_lock(&key->lock);
+    t = key->enc_tmpl;
+    pthread_mutex_unlock(&key->lock);
+    if (t == NULL) {
+        ERR_set_mark(); /* the caller's own attempt says what is wrong */
+        made = EVP_PKEY_CTX_new_from_pkey(ctx->prov->libctx, key->pub_pkey,
+                                          P11B_SOFT_PROPQ);
+        if (made == NULL || EVP_PKEY_encrypt_init_ex(made, NULL) <= 0) {
+            ERR_pop_to_mark();
+            EVP_PKEY_CTX_free(made);
+            return NULL;
+        }
+        ERR_clear_last_mark();
+        pthread_mutex_lock(&key->lock);
+        if (key->enc_tmpl == NULL) {
+            key->enc_tmpl = made;
+            made = NULL;
+        }
+        t = key->enc_tmpl;
+        pthread_mutex_unlock(&key->lock);
+        EVP_PKEY_CTX_free(made); /* another thread's came first */
+    }
+    /* Set once, never changed while the key lives: read without the lock. */
+    return EVP_PKEY_CTX_dup(t);
+}
+
 static int rsac_init(struct rsa_cipher_ctx *ctx, struct p11b_key *key,
                      const OSSL_PARAM params[], int decrypt)
 {
@@ -101,10 +134,16 @@ static int rsac_init(struct rsa_cipher_ctx *ctx, struct p11b_key *key,
     ctx->key = key;
     ctx->decrypt = decrypt;
     EVP_PKEY_CTX_free(ctx->soft);
+    /* The software side is always an encryption context: it accepts the
+     * same parameters and answers for them. Without parameters, a copy
+     * of the key's template (a new one costs ~18k instructions). */
+    if (params == NULL || params[0].key == NULL) {
+        ctx->soft = enc_template_dup(ctx, key);
+        if (ctx->soft != NULL)
+            return 1;
+    }
     ctx->soft = EVP_PKEY_CTX_new_from_pkey(ctx->prov->libctx, key->pub_pkey,
                                            P11B_SOFT_PROPQ);
-    /* The software side is always an encryption context: it accepts the
-     * same parameters and answers for them. */
     return ctx->soft != NULL && EVP_PKEY_encrypt_init_ex(ctx->soft, params) > 0;
 }
 

@@ -59,6 +59,7 @@ void p11b_key_free(struct p11b_key *key)
     p11b_obj_free(key->pub);
     EVP_PKEY_free(key->pub_pkey);
     EVP_MD_CTX_free(key->twin_tmpl);
+    EVP_PKEY_CTX_free(key->enc_tmpl);
     free(key->uri); /* from p11b_uri_format: malloc */
     pthread_mutex_destroy(&key->lock);
     key->magic = 0;
@@ -334,6 +335,8 @@ int p11b_key_set_public(struct p11b_key *key, const struct p11b_obj *obj,
      * copied from the old half. */
     EVP_MD_CTX_free(key->twin_tmpl);
     key->twin_tmpl = NULL;
+    EVP_PKEY_CTX_free(key->enc_tmpl);
+    key->enc_tmpl = NULL;
     return 1;
 }
 

@@ -53,6 +53,9 @@ struct p11b_key {
      * changed while the key lives (signature_common.c). */
     EVP_MD_CTX *twin_tmpl;
     char twin_md[32];
+    /* The same for RSA asym-cipher twins: an encryption context on
+     * pub_pkey, initialised without parameters (asymcipher_rsa.c). */
+    EVP_PKEY_CTX *enc_tmpl;
     /* Set when the key was taken as the first of several the URI
      * matched (store.c, at close): the key then refuses to be used, and
      * this is how many keys matched. */
