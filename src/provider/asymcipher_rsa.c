@@ -29,6 +29,7 @@
 #include "pkcs11/object.h"
 #include "pkcs11/slot.h"
 #include "provider/digest_mechs.h"
+#include "provider/asymcipher_rsa_ir.h"
 #include "provider/errors.h"
 #include "provider/key.h"
 #include "provider/provider.h"
@@ -40,29 +41,15 @@
 #endif
 
 #define TLS_PREMASTER_LEN 48
-/* Implicit rejection: 16-bit length candidates drawn for the synthetic
- * message, as in the IETF draft (draft-irtf-cfrg-rsa-guidance). */
-#define IR_LEN_TRIES 128
 /* OpenSSL's RSA_PKCS1_WITH_TLS_PADDING (not in its public headers). */
 #define P11B_RSA_TLS_PADDING 7
+
 
 struct rsa_cipher_ctx {
     struct p11b_prov *prov;
     struct p11b_key *key;
     EVP_PKEY_CTX *soft; /* holds and checks every parameter */
     int decrypt;
-};
-
-struct dec_settings {
-    int pad;
-    EVP_MD *oaep_md;
-    EVP_MD *mgf1_md;
-    void *label;
-    size_t label_len;
-    unsigned int client_version;
-    unsigned int alt_version;
-    unsigned int implicit_rejection; /* what the twin says; 0 on 3.0/3.1 */
-    size_t modlen;
 };
 
 static OSSL_FUNC_asym_cipher_newctx_fn rsac_newctx;
@@ -371,112 +358,27 @@ static int decrypt_tls(struct rsa_cipher_ctx *ctx, const struct dec_settings *st
     return 1;
 }
 
-/* ---- implicit rejection (OpenSSL 3.2+) -------------------------------- */
-
-/* The draft's PRF: HMAC-SHA256(kdk, I || label || bit length) blocks. */
-static int ir_prf(struct rsa_cipher_ctx *ctx, const unsigned char *kdk,
-                  const char *label, unsigned char *out, size_t outlen)
+/* Implicit rejection keyed by the token's raw decryption of 2 (2^d mod
+ * n): OpenSSL keys it with the private exponent, which a token never
+ * reveals; only the key's holder can compute this value either. */
+static int implicit_rejection(struct rsa_cipher_ctx *ctx,
+                              const struct dec_settings *st,
+                              const unsigned char *em, const unsigned char *in,
+                              size_t inlen, unsigned char *out, size_t *outlen)
 {
-    unsigned char in[32], block[32];
-    size_t llen = strlen(label), done = 0, n, len = 0;
-    unsigned int i;
-    int ok = 1;
-
-    for (i = 0; ok && done < outlen; i++) {
-        in[0] = (unsigned char)(i >> 8);
-        in[1] = (unsigned char)i;
-        memcpy(in + 2, label, llen);
-        in[2 + llen] = (unsigned char)((outlen * 8) >> 8);
-        in[3 + llen] = (unsigned char)(outlen * 8);
-        ok = EVP_Q_mac(ctx->prov->libctx, "HMAC", P11B_SOFT_PROPQ, "SHA256",
-                       NULL, kdk, 32, in, llen + 4, block, sizeof(block),
-                       &len) != NULL && len == sizeof(block);
-        n = outlen - done < len ? outlen - done : len;
-        if (ok)
-            memcpy(out + done, block, n);
-        done += n;
-    }
-    OPENSSL_cleanse(block, sizeof(block));
-    return ok;
-}
-
-/* The key-derivation key for this ciphertext. OpenSSL keys it with the
- * private exponent, which a token never reveals; here the secret is the
- * token's private operation on the fixed value 2 (2^d mod n), which only
- * the key's holder can compute either. */
-static int ir_kdk(struct rsa_cipher_ctx *ctx, const struct dec_settings *st,
-                  const unsigned char *in, size_t inlen, unsigned char *kdk)
-{
-    unsigned char blk[1024], sec[1024], key[32];
-    size_t k = st->modlen, len = 0;
-    unsigned int klen = 0;
+    unsigned char two[1024], sec[1024];
     enum p11b_outcome done;
-    int ok;
     CK_RV rv;
+    int ok;
 
-    memset(blk, 0, k);
-    blk[k - 1] = 2;
-    done = decrypt_raw(ctx, blk, k, sec, k, &rv);
-    if (!reported(ctx, done, rv, "PKCS#1 v1.5"))
-        return 0;
-    ok = EVP_Digest(sec, k, key, &klen, EVP_sha256(), NULL);
-    memset(blk, 0, k); /* the ciphertext, left-padded to the modulus */
-    memcpy(blk + (k - inlen), in, inlen);
-    ok = ok && EVP_Q_mac(ctx->prov->libctx, "HMAC", P11B_SOFT_PROPQ,
-                         "SHA256", NULL, key, klen, blk, k, kdk, 32,
-                         &len) != NULL;
+    memset(two, 0, st->modlen);
+    two[st->modlen - 1] = 2;
+    done = decrypt_raw(ctx, two, st->modlen, sec, st->modlen, &rv);
+    ok = reported(ctx, done, rv, "PKCS#1 v1.5") &&
+         p11b_rsac_unpad_implicit(ctx->prov, st, sec, em, in, inlen, out,
+                                  outlen);
     OPENSSL_cleanse(sec, sizeof(sec));
-    OPENSSL_cleanse(key, sizeof(key));
-    if (!ok)
-        P11B_RAISE(ctx->prov, P11B_R_INTERNAL,
-                   "implicit rejection: deriving the key failed");
     return ok;
-}
-
-/* PKCS#1 v1.5 with implicit rejection on raw decryption `em`: a bad
- * padding yields a synthetic message that depends only on the key and the
- * ciphertext, chosen without branching on the padding's validity. */
-static int unpad_implicit(struct rsa_cipher_ctx *ctx,
-                          const struct dec_settings *st, const unsigned char *em,
-                          const unsigned char *in, size_t inlen,
-                          unsigned char *out, size_t *outlen)
-{
-    unsigned char msg[1024], synth[1024], lens[2 * IR_LEN_TRIES], kdk[32];
-    unsigned int max = (unsigned int)st->modlen - 10, mask = max, cand;
-    unsigned int synlen = 0, lt, good, i;
-    unsigned char goodb;
-    int n, ok;
-
-    mask |= mask >> 1;
-    mask |= mask >> 2;
-    mask |= mask >> 4;
-    mask |= mask >> 8;
-    ok = ir_kdk(ctx, st, in, inlen, kdk) &&
-         ir_prf(ctx, kdk, "length", lens, sizeof(lens)) &&
-         ir_prf(ctx, kdk, "message", synth, st->modlen);
-    OPENSSL_cleanse(kdk, sizeof(kdk));
-    if (!ok)
-        return 0;
-    /* the last candidate below max - the draft's rule */
-    for (i = 0; i < IR_LEN_TRIES; i++) {
-        cand = (((unsigned int)lens[2 * i] << 8) | lens[2 * i + 1]) & mask;
-        lt = 0U - ((cand - max) >> (sizeof(cand) * 8 - 1));
-        synlen = (cand & lt) | (synlen & ~lt);
-    }
-    memset(msg, 0, sizeof(msg));
-    ERR_set_mark();
-    n = RSA_padding_check_PKCS1_type_2(msg, (int)sizeof(msg), em,
-                                       (int)st->modlen, (int)st->modlen);
-    ERR_pop_to_mark(); /* no trace of which check failed */
-    good = ~(0U - ((unsigned int)n >> (sizeof(good) * 8 - 1)));
-    goodb = (unsigned char)good;
-    for (i = 0; i < max - 1; i++)
-        out[i] = (unsigned char)((msg[i] & goodb) | (synth[i] & ~goodb));
-    *outlen = ((unsigned int)n & good) | (synlen & ~good);
-    OPENSSL_cleanse(msg, sizeof(msg));
-    OPENSSL_cleanse(synth, sizeof(synth));
-    OPENSSL_cleanse(lens, sizeof(lens));
-    return 1;
 }
 
 /* OAEP and PKCS#1 v1.5 on a raw decryption, with OpenSSL's checks. */
@@ -504,9 +406,8 @@ static int unpad_soft(struct rsa_cipher_ctx *ctx, const struct dec_settings *st,
         return 0;
     if (st->pad == RSA_PKCS1_PADDING && st->implicit_rejection) {
         /* as OpenSSL 3.2+'s own provider: never an error for the data
-         * (unpad_implicit raises its own failures, none of them about
-         * the data) */
-        n = unpad_implicit(ctx, st, buf, in, inlen, out, outlen);
+         * (only a failed computation is raised, nothing about the data) */
+        n = implicit_rejection(ctx, st, buf, in, inlen, out, outlen);
         OPENSSL_cleanse(buf, sizeof(buf));
         return n;
     }
