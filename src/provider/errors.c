@@ -127,7 +127,7 @@ static void raise_text(const struct p11b_prov *prov, int reason,
 void p11b_raise(const struct p11b_prov *prov, int reason, const char *file,
                 int line, const char *func, const char *fmt, ...)
 {
-    char text[512];
+    char text[1024]; /* ERR_MAX_DATA_SIZE: a token list fits */
     va_list ap;
 
     va_start(ap, fmt);

@@ -140,11 +140,49 @@ static int slot_selected(struct p11b_slot *s, const struct p11b_uri *uri)
     return slot_matches(s, uri, 0, &ignored);
 }
 
+/* Tokens listed in a "no token matches" error before "+N more". */
+#define P11B_SEEN_MAX 5
+
+/* "; tokens seen: 'a' (serial S, slot N), ..." for the slots of a module,
+ * so that a typo in token= or serial= shows next to what is there. */
+static void tokens_seen(struct p11b_slot **all, size_t n, char *buf,
+                        size_t len)
+{
+    char label[40], serial[sizeof(((CK_TOKEN_INFO *)0)->serialNumber) + 1];
+    CK_TOKEN_INFO ti;
+    size_t i, used, shown = 0;
+
+    snprintf(buf, len, "; tokens seen:");
+    for (i = 0; i < n; i++) {
+        used = strlen(buf);
+        if (shown == P11B_SEEN_MAX) {
+            snprintf(buf + used, len - used, " +%zu more", n - i);
+            break;
+        }
+        if (p11b_slot_token_info(all[i], &ti) != CKR_OK)
+            continue;
+        p11b_slot_label(all[i], label, sizeof(label));
+        memcpy(serial, ti.serialNumber, sizeof(ti.serialNumber));
+        serial[sizeof(ti.serialNumber)] = '\0';
+        serial[strcspn(serial, " ")] = '\0';
+        if (ti.flags & CKF_TOKEN_INITIALIZED)
+            snprintf(buf + used, len - used, "%s '%s' (serial %s, slot %lu)",
+                     shown > 0 ? "," : "", label, serial, all[i]->id);
+        else
+            snprintf(buf + used, len - used, "%s a blank token (slot %lu)",
+                     shown > 0 ? "," : "", all[i]->id);
+        shown++;
+    }
+    if (shown == 0 && i == n)
+        buf[0] = '\0';
+}
+
 int p11b_prov_match_slots(struct p11b_prov *prov, const struct p11b_uri *uri,
                           struct p11b_slot ***out, size_t *out_n)
 {
     struct p11b_slot **all, **hits = NULL;
     struct slot_failure bad = { 0, CKR_OK };
+    char seen[384] = "";
     size_t n = 0, i, k = 0;
     int pass;
     CK_RV rv;
@@ -168,6 +206,8 @@ int p11b_prov_match_slots(struct p11b_prov *prov, const struct p11b_uri *uri,
             if (match)
                 hits[k++] = all[i];
         }
+        if (k == 0 && pass == 1)
+            tokens_seen(all, n, seen, sizeof(seen));
         if (k == 0)
             free(hits);
     }
@@ -187,8 +227,9 @@ int p11b_prov_match_slots(struct p11b_prov *prov, const struct p11b_uri *uri,
                        bad.id, p11b_rv_name(bad.rv), bad.rv,
                        p11b_rv_hint("C_GetTokenInfo", bad.rv));
         else
-            P11B_RAISE(prov, P11B_R_TOKEN_NOT_FOUND, "%s (module %s)",
-                       u != NULL ? u : "pkcs11:", prov->cfg.module_path);
+            P11B_RAISE(prov, P11B_R_TOKEN_NOT_FOUND, "%s (module %s)%s",
+                       u != NULL ? u : "pkcs11:", prov->cfg.module_path,
+                       seen);
         free(u);
         return 0;
     }
