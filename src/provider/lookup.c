@@ -457,18 +457,58 @@ static int login_after(struct search *s, struct p11b_slot *slot,
     return found[IDX_PUB] + found[IDX_CERT] + found[IDX_PRIV] == 0;
 }
 
+/* Our "no PIN" error alone: an application's prompt that could not ask
+ * (no terminal) queued its own errors first ("UI_process: processing
+ * error"), which say nothing about what to do. */
+static void no_pin_alone(struct search *s, struct p11b_slot *slot)
+{
+    const char *data = NULL;
+    char text[1024], label[40];
+    int flags = 0;
+
+    if (ERR_peek_last_error_data(&data, &flags) != 0 && data != NULL &&
+        (flags & ERR_TXT_STRING))
+        snprintf(text, sizeof(text), "%s", data);
+    else
+        text[0] = '\0';
+    ERR_pop_to_mark();
+    if (text[0] == '\0') {
+        p11b_slot_label(slot, label, sizeof(label));
+        snprintf(text, sizeof(text), "token '%s' (slot %lu) needs a login",
+                 label, slot->id);
+    }
+    P11B_RAISE(s->prov, P11B_R_PIN_MISSING, "%s", text);
+}
+
 /* Log in to the slot; the login says why it failed (its error is
  * raised already). */
 static enum slot_result login(struct search *s, struct p11b_slot *slot)
 {
     int reason;
 
+    ERR_set_mark();
     if (p11b_prov_login(s->prov, slot, s->req->uri, s->req->pw_cb,
-                        s->req->pw_cbarg, &reason))
+                        s->req->pw_cbarg, &reason)) {
+        ERR_pop_to_mark();
         return SLOT_OK;
-    return reason == P11B_R_PIN_MISSING  ? SLOT_NO_PIN
-           : reason == P11B_R_TOKEN_GONE ? SLOT_GONE
-                                         : SLOT_FAILED;
+    }
+    if (reason == P11B_R_PIN_MISSING) {
+        no_pin_alone(s, slot);
+        return SLOT_NO_PIN;
+    }
+    ERR_clear_last_mark();
+    return reason == P11B_R_TOKEN_GONE ? SLOT_GONE : SLOT_FAILED;
+}
+
+/* A listing went on without a token's private objects: say so at the
+ * end (p11b_lookup.unsearched). */
+static void note_no_pin(struct search *s, struct p11b_slot *slot)
+{
+    if (s->res->unsearched++ == 0) {
+        p11b_slot_label(slot, s->res->unsearched_label,
+                        sizeof(s->res->unsearched_label));
+        s->res->unsearched_slot = slot->id;
+    }
 }
 
 static enum slot_result search_one_slot(struct search *s,
@@ -493,6 +533,7 @@ static enum slot_result search_one_slot(struct search *s,
          * tokens, one that no PIN goes to adds what it shows. */
         if (s->res->n > before || s->nslots > 1) {
             ERR_pop_to_mark();
+            note_no_pin(s, slot);
             return SLOT_NO_PIN;
         }
         r = SLOT_FAILED;
@@ -504,6 +545,89 @@ static enum slot_result search_one_slot(struct search *s,
     return search_slot(s, slot, want, found);
 }
 
+/* ---- when nothing matched ------------------------------------------------ */
+
+/* Tokens named in a "no object matches" error before "+N more". */
+#define MISS_TOKENS_MAX 5
+
+/* Append "name=value" (bytes outside printable ASCII, ';' and '%'
+ * percent-encoded; all of them when hex) to buf. */
+static void put_attr(char *buf, size_t len, const char *name,
+                     const unsigned char *v, size_t vlen, int hex)
+{
+    size_t used = strlen(buf), i;
+
+    snprintf(buf + used, len - used, " %s=", name);
+    for (i = 0; i < vlen; i++) {
+        used = strlen(buf);
+        if (!hex && v[i] > 0x20 && v[i] < 0x7f && v[i] != ';' && v[i] != '%')
+            snprintf(buf + used, len - used, "%c", v[i]);
+        else
+            snprintf(buf + used, len - used, "%%%02X", v[i]);
+    }
+}
+
+/* The object classes of `want`, as words: "private key or certificate". */
+static void put_classes(char *buf, size_t len, unsigned int want)
+{
+    static const struct {
+        unsigned int bit;
+        const char *word;
+    } words[] = {
+        { P11B_LOOKUP_PRIV, "private key" },
+        { P11B_LOOKUP_PUB, "public key" },
+        { P11B_LOOKUP_CERT, "certificate" },
+    };
+    size_t i, used, n = 0;
+
+    for (i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
+        if (!(want & words[i].bit))
+            continue;
+        used = strlen(buf);
+        snprintf(buf + used, len - used, "%s%s", n++ > 0 ? " or " : "",
+                 words[i].word);
+    }
+}
+
+/* "no private key with object=x id=%01 on token 'a' (slot 1)": what was
+ * searched for, by which attributes, on which tokens. */
+static void describe_miss(const struct search *s, struct p11b_slot **slots,
+                          size_t nslots, unsigned int want, char *buf,
+                          size_t len)
+{
+    const struct p11b_uri *u = s->req->uri;
+    char label[40];
+    size_t i, used;
+
+    snprintf(buf, len, "no ");
+    put_classes(buf, len, s->req->public_only ? P11B_LOOKUP_PUB : want);
+    used = strlen(buf);
+    snprintf(buf + used, len - used, " with");
+    if (u->object.present)
+        put_attr(buf, len, "object", u->object.data, u->object.len, 0);
+    else if (s->req->alias != NULL)
+        put_attr(buf, len, "object", (const unsigned char *)s->req->alias,
+                 strlen(s->req->alias), 0);
+    if (u->id.present)
+        put_attr(buf, len, "id", u->id.data, u->id.len, 1);
+    if (!u->object.present && s->req->alias == NULL && !u->id.present) {
+        used = strlen(buf);
+        snprintf(buf + used, len - used, " any label and id");
+    }
+    used = strlen(buf);
+    snprintf(buf + used, len - used, " on token%s", nslots > 1 ? "s" : "");
+    for (i = 0; i < nslots; i++) {
+        used = strlen(buf);
+        if (i == MISS_TOKENS_MAX) {
+            snprintf(buf + used, len - used, " +%zu more", nslots - i);
+            break;
+        }
+        p11b_slot_label(slots[i], label, sizeof(label));
+        snprintf(buf + used, len - used, "%s '%s' (slot %lu)",
+                 i > 0 ? "," : "", label, slots[i]->id);
+    }
+}
+
 int p11b_lookup_run(struct p11b_prov *prov, const struct p11b_lookup_req *req,
                     struct p11b_lookup *out)
 {
@@ -512,6 +636,7 @@ int p11b_lookup_run(struct p11b_prov *prov, const struct p11b_lookup_req *req,
     unsigned int want = wanted_classes(req);
     enum slot_result r;
     size_t nslots = 0, i, before = out->n;
+    char miss[512] = "";
     char *u;
     int ok = 1;
 
@@ -524,6 +649,8 @@ int p11b_lookup_run(struct p11b_prov *prov, const struct p11b_lookup_req *req,
         /* A token that went away does not hide the others' objects. */
         ok = r == SLOT_OK || r == SLOT_NO_PIN || (r == SLOT_GONE && nslots > 1);
     }
+    if (ok && out->n == before && want != 0)
+        describe_miss(&s, slots, nslots, want, miss, sizeof(miss));
     free(slots);
     if (ok && out->n == before && s.no_pin > 0) {
         P11B_RAISE(prov, P11B_R_PIN_MISSING,
@@ -534,13 +661,25 @@ int p11b_lookup_run(struct p11b_prov *prov, const struct p11b_lookup_req *req,
         ok = 0;
     } else if (ok && out->n == before) {
         u = p11b_uri_format(req->uri, P11B_URI_FMT_NO_QUERY);
-        P11B_RAISE(prov, P11B_R_URI_NO_MATCH, "%s%s",
+        P11B_RAISE(prov, P11B_R_URI_NO_MATCH, "%s: %s",
                    u != NULL ? u : "pkcs11:",
-                   want == 0 ? " (no object type OpenSSL can use)" : "");
+                   want == 0 ? "no object type OpenSSL can use" : miss);
         free(u);
         ok = 0;
     }
     return ok;
+}
+
+void p11b_lookup_raise_unsearched(struct p11b_prov *prov,
+                                  const struct p11b_lookup *res)
+{
+    P11B_RAISE(prov, P11B_R_PIN_MISSING,
+               "private objects of token '%s' (slot %lu)%s were not "
+               "searched, only public ones: no PIN was given (pin-value= or "
+               "pin-source= in the URI, " P11B_CFG_TOKEN_PIN
+               " in the config, or -passin)",
+               res->unsearched_label, res->unsearched_slot,
+               res->unsearched > 1 ? " and other tokens" : "");
 }
 
 /* ---- one key ------------------------------------------------------------ */
@@ -592,7 +731,7 @@ int p11b_lookup_key(struct p11b_prov *prov, const char *uristr,
                     void *pw_cbarg, struct p11b_key **out)
 {
     struct p11b_uri *uri = p11b_lookup_parse(prov, uristr);
-    struct p11b_lookup res = { NULL, 0, 0 };
+    struct p11b_lookup res = { NULL, 0, 0, 0, "", 0 };
     struct p11b_lookup_req req;
     size_t i, n;
     int ok;

@@ -46,6 +46,11 @@ struct p11b_lookup_item {
 struct p11b_lookup {
     struct p11b_lookup_item *items;
     size_t n, cap;
+    /* Tokens listed without their private objects: no PIN went to them
+     * (the first one's label and slot, for the note that says so). */
+    size_t unsearched;
+    char unsearched_label[40];
+    unsigned long unsearched_slot;
 };
 
 /* What p11b_lookup_key looks for. */
@@ -66,6 +71,11 @@ struct p11b_uri *p11b_lookup_parse(struct p11b_prov *prov, const char *uri);
 int p11b_lookup_run(struct p11b_prov *prov, const struct p11b_lookup_req *req,
                     struct p11b_lookup *out);
 void p11b_lookup_clear(struct p11b_lookup *res);
+
+/* Raise the note that res lists some tokens without their private
+ * objects, for want of a PIN (res->unsearched > 0). */
+void p11b_lookup_raise_unsearched(struct p11b_prov *prov,
+                                  const struct p11b_lookup *res);
 
 /* The one key the URI names, of the kind `want` says. Raises and returns
  * 0 when there is none or when several match. */

@@ -41,6 +41,8 @@ struct store_ctx {
 
     int searched;
     int failed;
+    int failure_counted; /* store_eof said "not yet" once after failing */
+    int noted;           /* the "not searched: no PIN" note was raised   */
     struct p11b_lookup found;
     size_t next;
 };
@@ -255,12 +257,45 @@ static int do_search(struct store_ctx *ctx, OSSL_PASSPHRASE_CALLBACK *cb,
 
 /* ---- load, eof, close ------------------------------------------------- */
 
+/*
+ * A certificate's DER with its URI as the X.509 "alias" (X509_CERT_AUX):
+ * OpenSSL's store reads certificates with d2i_X509_AUX, and prints the
+ * alias in `-text` listings ("Alias: pkcs11:...") the way the key
+ * encoders print a key's URI. The alias adds no trust settings, and
+ * i2d_X509 (the handshake, PEM output) never writes it. NULL if the
+ * DER cannot be re-encoded: then the certificate goes out as it is.
+ */
+static unsigned char *cert_with_alias(const struct p11b_obj *cert,
+                                      const char *uri, size_t *out_len)
+{
+    const unsigned char *in = cert->value.data;
+    unsigned char *der = NULL;
+    X509 *x;
+    int len = 0;
+
+    if (uri == NULL)
+        return NULL;
+    x = d2i_X509(NULL, &in, (long)cert->value.len);
+    if (x != NULL &&
+        X509_alias_set1(x, (const unsigned char *)uri, (int)strlen(uri)))
+        len = i2d_X509_AUX(x, &der);
+    X509_free(x);
+    if (len <= 0) {
+        OPENSSL_free(der);
+        return NULL;
+    }
+    *out_len = (size_t)len;
+    return der;
+}
+
 static int emit(struct store_ctx *ctx, struct p11b_lookup_item *it,
                 OSSL_CALLBACK *object_cb, void *object_cbarg)
 {
     OSSL_PARAM params[5], *p = params;
     struct p11b_key_ref ref;
-    int type;
+    unsigned char *der = NULL;
+    size_t der_len = 0;
+    int type, ok;
 
     if (it->key != NULL) {
         p11b_key_ref_init(&ref, it->key);
@@ -275,16 +310,40 @@ static int emit(struct store_ctx *ctx, struct p11b_lookup_item *it,
                                                 it->key->uri, 0);
     } else {
         type = OSSL_OBJECT_CERT;
+        der = cert_with_alias(it->cert, it->uri, &der_len);
         *p++ = OSSL_PARAM_construct_int(OSSL_OBJECT_PARAM_TYPE, &type);
-        *p++ = OSSL_PARAM_construct_octet_string(
-            OSSL_OBJECT_PARAM_DATA, it->cert->value.data, it->cert->value.len);
+        if (der != NULL)
+            *p++ = OSSL_PARAM_construct_octet_string(OSSL_OBJECT_PARAM_DATA,
+                                                     der, der_len);
+        else
+            *p++ = OSSL_PARAM_construct_octet_string(OSSL_OBJECT_PARAM_DATA,
+                                                     it->cert->value.data,
+                                                     it->cert->value.len);
         if (it->uri != NULL)
             *p++ = OSSL_PARAM_construct_utf8_string(OSSL_OBJECT_PARAM_DESC,
                                                     it->uri, 0);
     }
     *p = OSSL_PARAM_construct_end();
     (void)ctx;
-    return object_cb(params, object_cbarg);
+    ok = object_cb(params, object_cbarg);
+    OPENSSL_free(der);
+    return ok;
+}
+
+/*
+ * A listing without a token's private objects (no PIN went to it) is a
+ * listing of what is public, and succeeds. What it left out is said by
+ * one more load after the last item (store_eof asks for it), which
+ * raises the note and returns nothing: `openssl storeutl` prints the
+ * error queue then, and still exits 0. A caller that takes what it wants
+ * and stops before the end is not bothered with it.
+ */
+static void note_unsearched(struct store_ctx *ctx)
+{
+    if (ctx->noted || ctx->found.unsearched == 0)
+        return;
+    ctx->noted = 1;
+    p11b_lookup_raise_unsearched(ctx->prov, &ctx->found);
 }
 
 static int store_load(void *vctx, OSSL_CALLBACK *object_cb, void *object_cbarg,
@@ -301,16 +360,34 @@ static int store_load(void *vctx, OSSL_CALLBACK *object_cb, void *object_cbarg,
             return 0;
         }
     }
-    if (ctx->next >= ctx->found.n)
+    if (ctx->next >= ctx->found.n) {
+        note_unsearched(ctx);
         return 0;
+    }
     return emit(ctx, &ctx->found.items[ctx->next++], object_cb, object_cbarg);
 }
 
+/*
+ * After a failed load, "not at the end" once: `openssl storeutl` counts an
+ * error only when the store is not at its end, and would otherwise print
+ * the error, "Total found: 0" and exit 0. It (and any caller that loops
+ * until eof) loads once more, gets nothing, and then sees the end.
+ */
 static int store_eof(void *vctx)
 {
     struct store_ctx *ctx = vctx;
 
-    return ctx->failed || (ctx->searched && ctx->next >= ctx->found.n);
+    if (ctx->failed && !ctx->failure_counted) {
+        ctx->failure_counted = 1;
+        return 0;
+    }
+    if (ctx->failed)
+        return 1;
+    /* read to the end: one more load, for the note (note_unsearched) */
+    if (ctx->searched && ctx->next >= ctx->found.n &&
+        ctx->found.unsearched > 0 && !ctx->noted)
+        return 0;
+    return ctx->searched && ctx->next >= ctx->found.n;
 }
 
 /* Whether items[i] is one of the keys that make a URI ambiguous: private
