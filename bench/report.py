@@ -4,6 +4,7 @@ docs/PERFORMANCE.md: `bench.py report TSV MARKDOWN [--smoke]`."""
 import collections
 import statistics
 import sys
+from pathlib import Path
 
 from tsvdata import tsv_read
 
@@ -458,10 +459,21 @@ Warm repeats the load in the same process.
 
 {closing_note(res, tg)}
 """
+    md_before = Path(md).read_text() if Path(md).exists() else ""
     with open(md, "w") as f:
-        f.write(doc)
+        f.write(doc + kept_sections(md_before))
     print(f"\nwrote {md}")
 
+
+
+KEEP_MARK = "<!-- written by hand: bench/run keeps what follows -->"
+
+
+def kept_sections(text):
+    """What follows KEEP_MARK in the report being replaced: measurements
+    made by other tools (bench/audit-overhead), kept across reruns."""
+    at = text.find(KEEP_MARK)
+    return "" if at < 0 else "\n" + text[at:]
 
 if __name__ == "__main__":
     main(sys.argv[1:])
