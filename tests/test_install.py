@@ -1,9 +1,12 @@
 """`make install`: where the module goes, under which name, and alone.
 
 Runs `make install DESTDIR=<tmp>` (and `make uninstall`) from the build
-that is being tested, and checks what a user gets (README, "Install"):
+that is being tested, and checks what a user gets (README, "Quick start"):
 - the module, and nothing else, at $(modulesdir)/$(MODULE_NAME).so: no
   libtool .la beside it;
+- modulesdir follows the rule configure documents: libcrypto's modulesdir
+  when no --prefix was given, LIBDIR/ossl-modules under a --prefix given,
+  --with-modulesdir over both;
 - --with-module-name=NAME installs NAME.so (so it can sit beside
   pkcs11-provider's pkcs11.so), and `openssl list -providers` loads the
   installed file from the config README shows, and from the command line.
@@ -45,8 +48,7 @@ def build():
 
 
 def make_env():
-    env = {k: v for k, v in u.base_env().items() if k not in _MAKE_VARS}
-    return env
+    return {k: v for k, v in u.base_env().items() if k not in _MAKE_VARS}
 
 
 def make(build, *args, timeout=120):
@@ -58,8 +60,9 @@ def make(build, *args, timeout=120):
 def make_var(build, name, *overrides):
     """A variable of build's Makefile, expanded by make itself (-o Makefile:
     without remaking the Makefile, whose sources a copy may not have)."""
-    p = make(build, "-o", "Makefile", "--eval", "p11b-print-var: ; @echo '$(" + name + ")'",
-             *overrides, "p11b-print-var")
+    rule = "p11b-print-var: ; @echo '$(" + name + ")'"
+    p = make(build, "-o", "Makefile", "--eval", rule, *overrides,
+             "p11b-print-var")
     return p.stdout.strip()
 
 
@@ -93,6 +96,24 @@ def test_install_puts_the_module_alone_in_modulesdir(build, tmp_path):
     assert files_under(dest) == [], "make uninstall left files behind"
 
 
+def test_modulesdir_follows_the_prefix_rule(build):
+    """The build's own configure run: its modulesdir is what README says."""
+    args = configure_args(build)
+    modulesdir = make_var(build, "modulesdir")
+    given = [a.split("=", 1)[1] for a in args
+             if a.startswith("--with-modulesdir=")]
+    if given:
+        assert modulesdir == given[-1]
+    elif any(a.startswith("--prefix") for a in args):
+        assert modulesdir == make_var(build, "libdir") + "/ossl-modules"
+    else:
+        pc = u.run([u.require_program("pkg-config", "pkg-config"),
+                    "--variable=modulesdir", "libcrypto"], make_env())
+        assert modulesdir == pc.stdout.strip(), (
+            f"configure {args}: no --prefix, so the module belongs where "
+            f"libcrypto loads modules from")
+
+
 def configure_cache(build, path):
     """A config.cache with the results of build's configure run (from its
     config.log), so that configuring a copy takes seconds, not half a
@@ -114,10 +135,10 @@ def configure_cache(build, path):
     return path
 
 
-def test_configure_takes_module_name(build, tmp_path):
+def test_configure_takes_module_name_and_prefix(build, tmp_path):
     """A configure run of its own, on a copy of the generated files (so an
     in-tree build or a read-only source tree do not matter). Only the
-    Makefile is made from it: that is where the setting goes."""
+    Makefile is made from it: that is where the two settings go."""
     if not (SRC / "configure").exists():
         pytest.fail("no configure script in the source tree: run "
                     "autoreconf -fi (scripts/build.sh does)", pytrace=False)
@@ -130,10 +151,16 @@ def test_configure_takes_module_name(build, tmp_path):
     shutil.copy2(SRC / "src" / "provider" / "provider.c",
                  src / "src" / "provider" / "provider.c")
     cache = configure_cache(build, tmp_path / "config.cache")
+    prefix = "/opt/p11b-install-test"
     u.run(["sh", "./configure", "-q", "--no-create", f"--cache-file={cache}",
-           "--with-module-name=p11bridge.so"], make_env(), cwd=src)
+           f"--prefix={prefix}", "--with-module-name=p11bridge.so"],
+          make_env(), cwd=src)
     u.run(["sh", "./config.status", "-q", "Makefile"], make_env(), cwd=src)
     assert make_var(src, "MODULE_NAME") == "p11bridge"
+    assert make_var(src, "modulesdir") == f"{prefix}/lib/ossl-modules"
+    # The variable as make sees it: `make install prefix=...` moves it too.
+    assert make_var(src, "modulesdir", "prefix=/elsewhere") == \
+        "/elsewhere/lib/ossl-modules"
 
 
 def test_openssl_loads_the_module_installed_under_another_name(
