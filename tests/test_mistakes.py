@@ -227,7 +227,14 @@ def test_storeutl_failure_is_a_failure(ossl, token):
     (it counts an error only when the store is not at its end)."""
     p = ossl("storeutl", "-noout", "pkcs11:token=p11b-tset", ok=False)
     assert p.returncode == 1, u.describe(p)
-    assert "Total found: 0" in p.stdout
+    if u.openssl_version() < (3, 5, 0):
+        # 3.0's storeutl prints its count after the error too
+        assert "Total found: 0" in p.stdout, u.describe(p)
+    else:
+        # 3.5 and 3.6 stop at the error without a count (seen on Debian
+        # 13's 3.5 and unstable's 3.6)
+        assert "Total found" not in p.stdout, u.describe(p)
+    assert u.openssl_errors(p.stderr)[0]["lib"] == "pkcs11", u.describe(p)
 
 
 def test_missing_activate_is_openssls_own_message(token, make_config):
