@@ -47,6 +47,7 @@ int p11b_lib_init(struct p11b_lib *lib, const char *path,
         return 0;
     }
     pthread_mutex_init(&lib->lock, NULL);
+    pthread_mutex_init(&lib->info_lock, NULL);
     pthread_cond_init(&lib->cond, NULL);
     lib->cache_sessions = opts->cache_sessions;
     atomic_init(&lib->quirks, opts->quirks);
@@ -58,6 +59,7 @@ void p11b_lib_clear(struct p11b_lib *lib)
 {
     pthread_cond_destroy(&lib->cond);
     pthread_mutex_destroy(&lib->lock);
+    pthread_mutex_destroy(&lib->info_lock);
     free(lib->path);
     free(lib->init_args);
 }
@@ -260,6 +262,9 @@ void p11b_lib_forked(struct p11b_lib *m)
     /* locked: m->lock, by the fork handlers */
     if (m->state == P11B_MOD_LOADING)
         m->state = P11B_MOD_UNLOADED;
+    /* Not taken by the handlers (held across Cryptoki calls): a parent
+     * thread may have held it; the child has one thread now. */
+    pthread_mutex_init(&m->info_lock, NULL);
 }
 
 void p11b_lib_unload(struct p11b_lib *m)

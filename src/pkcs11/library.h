@@ -59,6 +59,11 @@ struct p11b_lib {
                                   /* parent's sessions (not fork-aware)   */
     int used_interface;           /* found through C_GetInterface         */
 
+    /* Held around the slot and token info calls of any of its slots
+     * (slot.c): SoftHSM's C_GetTokenInfo calls gmtime(), which is not
+     * thread-safe, so two slots refreshed at once race in the library.
+     * Taken after nothing else; started afresh in a forked child. */
+    pthread_mutex_t info_lock;
     size_t cache_sessions;        /* idle sessions kept per slot: the     */
                                   /* first instance's (opts), fixed       */
     atomic_uint quirks;           /* P11B_QUIRK_*: the union of what      */

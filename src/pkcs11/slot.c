@@ -158,6 +158,7 @@ void p11b_slot_reset_after_fork(struct p11b_slot *s)
      * is not taken by the fork handlers (it is held across C_CopyObject):
      * start it afresh, the child has one thread at this point. */
     pthread_mutex_init(&s->obj_lock, NULL);
+    s->refreshing = 0; /* a parent thread's refresh never ends here */
     forget_state(s);
 }
 
@@ -183,7 +184,7 @@ void p11b_slot_label(struct p11b_slot *s, char *buf, size_t len)
     buf[n] = '\0';
 }
 
-CK_RV p11b_slot_refresh(struct p11b_slot *s)
+static CK_RV refresh_calls(struct p11b_slot *s)
 {
     CK_SLOT_INFO si;
     CK_TOKEN_INFO ti;
@@ -231,6 +232,41 @@ CK_RV p11b_slot_refresh(struct p11b_slot *s)
     pthread_mutex_unlock(&s->lock);
     if (rv == CKR_TOKEN_NOT_RECOGNIZED)
         rv = CKR_TOKEN_NOT_PRESENT;
+    return rv;
+}
+
+/*
+ * One refresh at a time per slot: threads that ask while one is under way
+ * wait for it and take its result. Sixteen threads of a freshly forked
+ * child would otherwise all call C_GetTokenInfo at once, which is wasted;
+ * and one at a time per library (info_lock): SoftHSM's C_GetTokenInfo
+ * races on gmtime() between slots (seen by TSan in CI).
+ */
+CK_RV p11b_slot_refresh(struct p11b_slot *s)
+{
+    unsigned long round;
+    CK_RV rv;
+
+    pthread_mutex_lock(&s->lock);
+    if (s->refreshing) {
+        round = s->refresh_round;
+        while (s->refreshing && s->refresh_round == round)
+            pthread_cond_wait(&s->cond, &s->lock);
+        rv = s->refresh_rv;
+        pthread_mutex_unlock(&s->lock);
+        return rv;
+    }
+    s->refreshing = 1;
+    pthread_mutex_unlock(&s->lock);
+    pthread_mutex_lock(&s->lib->info_lock);
+    rv = refresh_calls(s);
+    pthread_mutex_unlock(&s->lib->info_lock);
+    pthread_mutex_lock(&s->lock);
+    s->refreshing = 0;
+    s->refresh_rv = rv;
+    s->refresh_round++;
+    pthread_cond_broadcast(&s->cond); /* shared with session waiters */
+    pthread_mutex_unlock(&s->lock);
     return rv;
 }
 

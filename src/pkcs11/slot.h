@@ -30,6 +30,9 @@ struct p11b_slot {
     CK_TOKEN_INFO token;
     int token_present;
     int token_stale;            /* refresh token info before the next use  */
+    int refreshing;             /* one thread is in p11b_slot_refresh      */
+    unsigned long refresh_round; /* refreshes finished                     */
+    CK_RV refresh_rv;           /* the last one's result                   */
     unsigned long gen;
 
     CK_MECHANISM_TYPE *mechs;   /* sorted; loaded once per generation      */
