@@ -1,8 +1,9 @@
 """Fixtures for the p11bridge pytest suite.
 
 `make check` exports P11BRIDGE_PROVIDER (the built pkcs11.so), SOFTHSM_LIB,
-P11BRIDGE_TOOLS and P11BRIDGE_SANITIZERS. Nothing else is assumed: every
-token, config file and log lives under pytest's tmp_path_factory.
+P11BRIDGE_TOOLS, P11BRIDGE_INFO (p11bridge-info) and P11BRIDGE_SANITIZERS.
+Nothing else is assumed: every token, config file and log lives under
+pytest's tmp_path_factory.
 
 Fixtures:
   token          session: the shared SoftHSM token "p11b-test" (never changed
@@ -70,6 +71,12 @@ def softhsm_lib():
 def tools_dir():
     return Path(_required_path("P11BRIDGE_TOOLS",
                                "the directory holding p11b-stress"))
+
+
+@pytest.fixture(scope="session")
+def info_tool():
+    return _required_path("P11BRIDGE_INFO",
+                          "the built p11bridge-info (src/tools/p11bridge-info)")
 
 
 # ---- fixtures -------------------------------------------------------------
