@@ -88,9 +88,11 @@ def test_install_puts_the_module_alone_in_modulesdir(build, tmp_path):
     dest = tmp_path / "dest"
     install(build, dest)
     module = dest / modulesdir.lstrip("/") / f"{name}.so"
-    assert files_under(dest) == [module], (
+    # the module alone in modulesdir, and the p11bridge-info command
+    tool = dest / make_var(build, "bindir").lstrip("/") / "p11bridge-info"
+    assert files_under(dest) == sorted([module, tool]), (
         f"make install wrote {[str(p) for p in files_under(dest)]}, "
-        f"expected only {module}")
+        f"expected only {module} and {tool}")
     assert filecmp.cmp(module, build / ".libs" / "pkcs11.so", shallow=False)
     make(build, "uninstall", f"DESTDIR={dest}")
     assert files_under(dest) == [], "make uninstall left files behind"
