@@ -27,21 +27,22 @@ EVP_MD *p11b_digest_fetch(struct p11b_digest_cache *c, OSSL_LIB_CTX *libctx,
                           const char *propq, const char *name)
 {
     EVP_MD *md = NULL;
+    int found = 0;
     size_t i;
 
     if (name == NULL)
         return NULL;
     pthread_mutex_lock(&c->lock);
-    for (i = 0; i < c->n; i++) {
+    for (i = 0; i < c->n && !found; i++) {
         if (strcmp(c->e[i].name, name) == 0) {
+            found = 1;
             md = c->e[i].md;
             if (!EVP_MD_up_ref(md))
                 md = NULL;
-            break;
         }
     }
     pthread_mutex_unlock(&c->lock);
-    if (i < c->n)
+    if (found) /* c->n is read under the lock only */
         return md;
     md = EVP_MD_fetch(libctx, name, propq);
     if (md == NULL || strlen(name) >= sizeof(c->e[0].name))
